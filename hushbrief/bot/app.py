@@ -1,0 +1,78 @@
+"""Assembles the core from a configuration: storage, identifiers, window, processors.
+
+Every adapter (the console demo, Telegram, Matrix) starts from ``open_bot``, so
+they all run the same core against the same storage rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from hushbrief.bot.config import Config
+from hushbrief.bot.consent import ConsentStore
+from hushbrief.bot.core import Hushbrief
+from hushbrief.bot.events import ChatRef
+from hushbrief.bot.identifiers import IdentifierHasher, load_or_create_key
+from hushbrief.bot.policy import Processing
+from hushbrief.bot.policy_store import PolicyStore
+from hushbrief.bot.processing import LocalProcessor, Processor
+from hushbrief.bot.storage import Database
+from hushbrief.bot.window import MessageWindow
+from hushbrief.engines.extractive import ExtractiveEngine
+
+log = logging.getLogger("hushbrief.app")
+
+
+@dataclass
+class Bot:
+    core: Hushbrief
+    database: Database
+    window: MessageWindow
+    hasher: IdentifierHasher
+
+    def close(self) -> None:
+        self.database.dispose()
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the data directory readable only by its owner (it holds the identifier key)."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def open_bot(config: Config, *, upgrade: bool = True) -> Bot:
+    """Open storage (migrating it to the current schema) and build the core.
+
+    Raises the storage layer's ``StorageError`` subclasses with operator-facing
+    messages; callers print them as one line.
+    """
+    data_dir = config.storage.data_dir
+    prepare_data_dir(data_dir)
+    key = load_or_create_key(data_dir, config.storage.identifier_key or None)
+    hasher = IdentifierHasher(key)
+    database = Database(config.storage.resolved_database_url())
+    if upgrade:
+        database.upgrade()
+    window = MessageWindow(
+        max_bytes_per_chat=config.window.max_bytes_per_chat,
+        max_chats=config.window.max_chats,
+    )
+    processors: dict[Processing, Processor] = {
+        Processing.LOCAL: LocalProcessor(ExtractiveEngine()),
+    }
+    core = Hushbrief(
+        consent=ConsentStore(database, hasher),
+        policies=PolicyStore(database, hasher),
+        defaults=config.default_policy(),
+        window=window,
+        processors=processors,
+        chat_tag=lambda chat: _chat_tag(hasher, chat),
+    )
+    log.info("bot ready database=%s processing_default=%s", database.dialect,
+             config.processing.mode)
+    return Bot(core=core, database=database, window=window, hasher=hasher)
+
+
+def _chat_tag(hasher: IdentifierHasher, chat: ChatRef) -> str:
+    return hasher.log_tag(chat.platform, chat.chat_id)

@@ -1,0 +1,302 @@
+"""Configuration: one TOML file, overridable by ``HUSHBRIEF_<SECTION>_<KEY>`` variables.
+
+Every key has a type, a default and, where it matters, a range or a set of
+choices. Loading is strict: an unknown section or key, a wrong type or a value
+out of range stops the bot with one line that names the file (or the
+environment variable), the key, and what was expected. A typo in a privacy
+setting must never be silently ignored.
+
+``config.example.toml`` documents the same keys; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from hushbrief.bot.policy import (
+    POLICY_KEYS,
+    Policy,
+    PolicyValueError,
+    Processing,
+)
+
+ENV_PREFIX = "HUSHBRIEF_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. The message is one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    data_dir: Path = Path("~/.local/share/hushbrief")
+    database_url: str = ""
+    """Empty: SQLite at ``<data_dir>/hushbrief.db``."""
+    identifier_key: str = ""
+    """Hex HMAC key for identifiers; empty: generated into ``<data_dir>/identifier.key``."""
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'hushbrief.db'}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingConfig:
+    mode: Processing = Processing.LOCAL
+    """Where chats process summaries unless their admins choose otherwise."""
+    engine: str = "extractive"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowConfig:
+    max_bytes_per_chat: int = 2_000_000
+    """Memory cap for one chat's buffered messages, whatever its policy says."""
+    max_chats: int = 10_000
+    """How many chats may have buffered messages at once; the idlest is dropped first."""
+    sweep_interval: int = 60
+    """Seconds between sweeps that drop expired messages from memory."""
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramConfig:
+    enabled: bool = False
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixConfig:
+    enabled: bool = False
+    homeserver: str = ""
+    user_id: str = ""
+    access_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    matrix: MatrixConfig = field(default_factory=MatrixConfig)
+    policy_defaults: Policy = field(default_factory=Policy)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    source: str = "defaults"
+    """Where the configuration came from, for messages."""
+
+    def default_policy(self) -> Policy:
+        """The policy of a chat that changed nothing: ``[policy_defaults]`` plus the mode."""
+        return replace(self.policy_defaults, processing=self.processing.mode)
+
+
+# --- validation -------------------------------------------------------------------------
+
+Check = Callable[[Any], Any]
+"""Takes a TOML (or environment) value, returns the typed value or raises ValueError(expected)."""
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+        return v.lower() in {"true", "1", "yes", "on"}
+    raise ValueError("true or false")
+
+
+def _int(low: int, high: int) -> Check:
+    def check(v: Any) -> int:
+        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise ValueError(f"a whole number from {low} to {high}")
+        return v
+    return check
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("a string")
+    return v
+
+
+def _choice(*choices: str) -> Check:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or v.lower() not in choices:
+            raise ValueError("one of " + ", ".join(f'"{c}"' for c in choices))
+        return v.lower()
+    return check
+
+
+def _path(v: Any) -> Path:
+    if not isinstance(v, str) or not v:
+        raise ValueError("a non-empty path")
+    return Path(v)
+
+
+def _db_url(v: Any) -> str:
+    s = _str(v)
+    if s and not s.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+        raise ValueError('empty, or a URL starting with "sqlite:///" or "postgresql://"')
+    return s
+
+
+def _hex_key(v: Any) -> str:
+    s = _str(v).strip()
+    if s:
+        try:
+            raw = bytes.fromhex(s)
+        except ValueError:
+            raise ValueError("empty, or at least 64 hex digits") from None
+        if len(raw) < 32:
+            raise ValueError("empty, or at least 64 hex digits")
+    return s
+
+
+def _processing(v: Any) -> Processing:
+    return Processing(_choice("local", "private")(v))
+
+
+def _policy_check(key: str) -> Check:
+    spec = POLICY_KEYS[key]
+    default = getattr(Policy(), key)
+
+    def check(v: Any) -> Any:
+        # TOML gives native bools and ints; the environment and durations give strings.
+        # Either way the value goes through the same parser an admin's /policy uses,
+        # so the operator's defaults obey the same ranges.
+        if isinstance(v, bool):
+            raw = "on" if v else "off"
+        elif isinstance(v, int) and not isinstance(default, bool):
+            raw = f"{v}s" if key in ("max_span", "buffer_ttl") else str(v)
+        elif isinstance(v, str):
+            raw = v
+        else:
+            raise ValueError(_policy_expected(key))
+        try:
+            return spec.parse(raw)
+        except PolicyValueError:
+            raise ValueError(_policy_expected(key)) from None
+    return check
+
+
+def _policy_expected(key: str) -> str:
+    hint = POLICY_KEYS[key].admin_hint
+    if key in ("summaries", "redact"):
+        return "true or false"
+    if "|" in hint:
+        return "one of " + ", ".join(f'"{c}"' for c in hint.split("|"))
+    if key in ("max_span", "buffer_ttl"):
+        return f'a duration such as "6h" or "2d" ({hint})'
+    return f"a whole number ({hint})"
+
+
+_SCHEMA: dict[str, tuple[type[Any], dict[str, Check]]] = {
+    "storage": (StorageConfig, {
+        "data_dir": _path, "database_url": _db_url, "identifier_key": _hex_key,
+    }),
+    "processing": (ProcessingConfig, {
+        "mode": _processing, "engine": _choice("extractive"),
+    }),
+    "window": (WindowConfig, {
+        "max_bytes_per_chat": _int(10_000, 1_000_000_000),
+        "max_chats": _int(1, 10_000_000),
+        "sweep_interval": _int(1, 3600),
+    }),
+    "telegram": (TelegramConfig, {"enabled": _bool, "token": _str}),
+    "matrix": (MatrixConfig, {
+        "enabled": _bool, "homeserver": _str, "user_id": _str, "access_token": _str,
+    }),
+    "policy_defaults": (Policy, {k: _policy_check(k) for k in POLICY_KEYS}),
+    "logging": (LoggingConfig, {"level": _choice("debug", "info", "warning", "error")}),
+}
+
+
+def _section_values(
+    section: str, table: Mapping[str, Any], where: str, what: Callable[[str], str]
+) -> dict[str, Any]:
+    _, checks = _SCHEMA[section]
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        check = checks.get(key)
+        if check is None:
+            known = ", ".join(checks)
+            raise ConfigError(f"{where}: unknown key {what(key)}; known keys: {known}")
+        try:
+            out[key] = check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {what(key)} must be {exc}") from None
+    return out
+
+
+def load_config(
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read ``path`` (if given), apply ``HUSHBRIEF_*`` overrides, validate everything.
+
+    Relative paths in the file are taken relative to the file's directory, so a
+    configuration means the same thing whatever directory the bot starts in.
+    """
+    env = os.environ if environ is None else environ
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SCHEMA}
+    source = "defaults"
+    base = Path.cwd()
+    if path is not None:
+        where = str(path)
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: no such file") from None
+        except PermissionError:
+            raise ConfigError(f"{where}: cannot be read (permission denied)") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: not UTF-8 text") from None
+        for name, table in doc.items():
+            if name not in _SCHEMA:
+                raise ConfigError(
+                    f"{where}: unknown section [{name}]; known sections: "
+                    + ", ".join(f"[{s}]" for s in _SCHEMA)
+                )
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where}: {name} must be a [{name}] table")
+            sections[name].update(
+                _section_values(name, table, where, lambda k, n=name: f"[{n}] {k}")
+            )
+        source = where
+        base = path.resolve().parent
+
+    for name in _SCHEMA:
+        prefix = f"{ENV_PREFIX}{name.upper()}_"
+        for var, value in env.items():
+            if not var.startswith(prefix):
+                continue
+            key = var[len(prefix):].lower()
+            sections[name].update(
+                _section_values(name, {key: value}, "environment", lambda _k, v=var: v)
+            )
+
+    storage = sections["storage"]
+    if "data_dir" in storage:
+        data_dir = storage["data_dir"].expanduser()
+        storage["data_dir"] = data_dir if data_dir.is_absolute() else base / data_dir
+
+    storage.setdefault("data_dir", StorageConfig().data_dir.expanduser())
+    built = {name: cls(**sections[name]) for name, (cls, _) in _SCHEMA.items()}
+    return Config(**built, source=source)
+
+
+def known_keys() -> dict[str, list[str]]:
+    """Every section and its keys, in the order ``config.example.toml`` documents them."""
+    return {name: [f.name for f in fields(cls)] for name, (cls, _) in _SCHEMA.items()}
