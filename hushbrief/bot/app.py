@@ -7,6 +7,8 @@ they all run the same core against the same storage rules.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +43,9 @@ def prepare_data_dir(data_dir: Path) -> None:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def open_bot(config: Config, *, upgrade: bool = True) -> Bot:
+def open_bot(
+    config: Config, *, upgrade: bool = True, clock: Callable[[], float] = time.time
+) -> Bot:
     """Open storage (migrating it to the current schema) and build the core.
 
     Raises the storage layer's ``StorageError`` subclasses with operator-facing
@@ -68,6 +72,7 @@ def open_bot(config: Config, *, upgrade: bool = True) -> Bot:
         window=window,
         processors=processors,
         chat_tag=lambda chat: _chat_tag(hasher, chat),
+        clock=clock,
     )
     log.info("bot ready database=%s processing_default=%s", database.dialect,
              config.processing.mode)

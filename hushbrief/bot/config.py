@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,18 +105,18 @@ Check = Callable[[Any], Any]
 """Takes a TOML (or environment) value, returns the typed value or raises ValueError(expected)."""
 
 
+_ENV_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
+              "false": False, "0": False, "no": False, "off": False}
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
-    if isinstance(v, str) and v.lower() in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
-        return v.lower() in {"true", "1", "yes", "on"}
     raise ValueError("true or false")
 
 
 def _int(low: int, high: int) -> Check:
     def check(v: Any) -> int:
-        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-            v = int(v)
         if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
             raise ValueError(f"a whole number from {low} to {high}")
         return v
@@ -216,13 +216,25 @@ _SCHEMA: dict[str, tuple[type[Any], dict[str, Check]]] = {
     "matrix": (MatrixConfig, {
         "enabled": _bool, "homeserver": _str, "user_id": _str, "access_token": _str,
     }),
-    "policy_defaults": (Policy, {k: _policy_check(k) for k in POLICY_KEYS}),
+    # A chat's processing default is [processing] mode, so it is not repeated here.
+    "policy_defaults": (Policy, {k: _policy_check(k) for k in POLICY_KEYS if k != "processing"}),
     "logging": (LoggingConfig, {"level": _choice("debug", "info", "warning", "error")}),
 }
 
 
+def _env_candidates(raw: str) -> list[Any]:
+    """An environment variable is always a string; TOML would have said 80 or true."""
+    out: list[Any] = [raw]
+    if raw.strip().lstrip("-").isdigit():
+        out.append(int(raw))
+    if raw.strip().lower() in _ENV_BOOLS:
+        out.append(_ENV_BOOLS[raw.strip().lower()])
+    return out
+
+
 def _section_values(
-    section: str, table: Mapping[str, Any], where: str, what: Callable[[str], str]
+    section: str, table: Mapping[str, Any], where: str, what: Callable[[str], str],
+    *, from_env: bool = False,
 ) -> dict[str, Any]:
     _, checks = _SCHEMA[section]
     out: dict[str, Any] = {}
@@ -231,10 +243,15 @@ def _section_values(
         if check is None:
             known = ", ".join(checks)
             raise ConfigError(f"{where}: unknown key {what(key)}; known keys: {known}")
-        try:
-            out[key] = check(value)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {what(key)} must be {exc}") from None
+        candidates = _env_candidates(value) if from_env else [value]
+        for candidate in candidates:
+            try:
+                out[key] = check(candidate)
+                break
+            except ValueError as exc:
+                expected = str(exc)
+        else:
+            raise ConfigError(f"{where}: {what(key)} must be {expected}") from None
     return out
 
 
@@ -284,7 +301,8 @@ def load_config(
                 continue
             key = var[len(prefix):].lower()
             sections[name].update(
-                _section_values(name, {key: value}, "environment", lambda _k, v=var: v)
+                _section_values(name, {key: value}, "environment", lambda _k, v=var: v,
+                                from_env=True)
             )
 
     storage = sections["storage"]
@@ -299,4 +317,4 @@ def load_config(
 
 def known_keys() -> dict[str, list[str]]:
     """Every section and its keys, in the order ``config.example.toml`` documents them."""
-    return {name: [f.name for f in fields(cls)] for name, (cls, _) in _SCHEMA.items()}
+    return {name: list(checks) for name, (_, checks) in _SCHEMA.items()}

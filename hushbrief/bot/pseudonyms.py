@@ -96,26 +96,29 @@ def pseudonymize(messages: Sequence[Speaker], *, redact_pii: bool = False) -> Ps
         first = m.display_name.strip().split(" ")[0].casefold()
         first_names.setdefault(first, set()).add(m.user_id)
     aliases: dict[str, str] = {}
+    """casefolded alias → pseudonym"""
+    patterns: dict[str, str] = {}
+    """alias as spelled → pseudonym"""
     for m in messages:
         p = pseudonym[m.user_id]
         full = m.display_name.strip()
         first = full.split(" ")[0]
+        handle = (m.handle or "").lstrip("@")
         # "Alice Smith" is often just "Alice" in chat; use the first name too unless
         # two speakers share it, when it would point at the wrong person.
-        candidates = [full, m.handle or ""]
+        candidates = [full, handle, "@" + handle if handle else ""]
         if first != full and len(first) >= 3 and len(first_names[first.casefold()]) == 1:
             candidates.append(first)
         for alias in candidates:
-            alias = alias.lstrip("@")
-            if len(alias) >= 2:
+            if len(alias.lstrip("@")) >= 2:
                 aliases.setdefault(alias.casefold(), p)
-                if m.handle and alias == m.handle.lstrip("@"):
-                    aliases.setdefault("@" + alias.casefold(), p)
+                patterns.setdefault(alias, p)
     mention = None
-    if aliases:
-        # Longest first, so "Anna Lena" wins over "Anna"; (?<!\w) instead of \b so
-        # that "@alice" and names ending in punctuation still match whole.
-        alternation = "|".join(re.escape(a) for a in sorted(aliases, key=lambda a: (-len(a), a)))
+    if patterns:
+        # Longest first, so "Anna Lena" wins over "Anna"; (?<!\w) instead of \b so that
+        # "@alice" and names ending in punctuation still match whole. The patterns keep
+        # their original spelling: casefolding can change a string's length ("ŉ").
+        alternation = "|".join(re.escape(a) for a in sorted(patterns, key=lambda a: (-len(a), a)))
         mention = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)
 
     index_of = {m.message_id: i for i, m in enumerate(messages) if m.message_id is not None}
@@ -126,13 +129,25 @@ def pseudonymize(messages: Sequence[Speaker], *, redact_pii: bool = False) -> Ps
         if redact_pii:
             text = redact(text)
         if mention is not None:
-            text = mention.sub(lambda mo: aliases[mo.group(0).casefold()], text)
+            text = mention.sub(lambda mo: _pseudonym_for(mo.group(0), aliases, patterns), text)
         reply = index_of.get(m.reply_to) if m.reply_to is not None else None
         turns.append(
             Turn(speaker=pseudonym[m.user_id], text=text,
                  t=max(0.0, m.timestamp - t0), reply_to=reply)
         )
     return Pseudonymized(turns=turns, names={p: shown[u] for u, p in pseudonym.items()})
+
+
+def _pseudonym_for(found: str, folded: dict[str, str], spelled: dict[str, str]) -> str:
+    hit = folded.get(found.casefold())
+    if hit is not None:
+        return hit
+    # The regex's case-insensitive match and casefold() disagree for a few letters;
+    # ask the regex engine itself rather than leave a name in the text.
+    for alias, p in spelled.items():
+        if re.fullmatch(re.escape(alias), found, re.IGNORECASE):
+            return p
+    return "someone"
 
 
 def restore(text: str, names: dict[str, str]) -> str:
