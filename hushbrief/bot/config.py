@@ -255,6 +255,14 @@ def _section_values(
     return out
 
 
+def _in_section(section: str) -> Callable[[str], str]:
+    return lambda key: f"[{section}] {key}"
+
+
+def _as_variable(var: str) -> Callable[[str], str]:
+    return lambda _key: var
+
+
 def load_config(
     path: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
@@ -288,9 +296,7 @@ def load_config(
                 )
             if not isinstance(table, dict):
                 raise ConfigError(f"{where}: {name} must be a [{name}] table")
-            sections[name].update(
-                _section_values(name, table, where, lambda k, n=name: f"[{n}] {k}")
-            )
+            sections[name].update(_section_values(name, table, where, _in_section(name)))
         source = where
         base = path.resolve().parent
 
@@ -301,7 +307,7 @@ def load_config(
                 continue
             key = var[len(prefix):].lower()
             sections[name].update(
-                _section_values(name, {key: value}, "environment", lambda _k, v=var: v,
+                _section_values(name, {key: value}, "environment", _as_variable(var),
                                 from_env=True)
             )
 

@@ -181,7 +181,7 @@ class Hushbrief:
             self._consent.is_opted_in, ev.chat.platform, ev.chat.chat_id, ev.sender.user_id
         )
         if opted_in:
-            self._window.edit(_key(ev.chat), ev.message_id, ev.text, ev.timestamp)
+            self._window.edit(_key(ev.chat), ev.message_id, ev.text)
         else:
             # Edited after opting out: whatever text we might hold must go.
             self._window.purge_member(_key(ev.chat), ev.sender.user_id)
@@ -197,7 +197,8 @@ class Hushbrief:
             "policy": self._policy_cmd,
         }.get(cmd.name)
         if handler is None:
-            return [self._refuse(cmd, f"I don't know /{cmd.name}; send /help to see what I can do.")]
+            return [self._refuse(cmd, f"I don't know /{cmd.name}; send /help to see what I "
+                                      "can do.")]
         log.info("command name=%s chat=%s", cmd.name, self._tag(cmd.chat))
         return await handler(cmd, platform)
 
@@ -222,7 +223,8 @@ class Hushbrief:
         if not changed:
             return [self._reply(cmd, "You have already opted in here; /optout undoes it.")]
         return [self._reply(cmd, "Thanks: from now on your messages in this chat may be used "
-                                 "for summaries (earlier ones were never kept). /optout undoes it.")]
+                                 "for summaries (earlier ones were never kept). "
+                                 "/optout undoes it.")]
 
     async def _optout(self, cmd: CommandReceived, platform: Platform) -> list[Outcome]:
         if not cmd.chat.is_group:
@@ -463,7 +465,8 @@ class Hushbrief:
             redact_pii=policy.redact,
         )
         try:
-            result = await processor.summarize(pseudo.turns, SummaryOptions(max_words=policy.length))
+            result = await processor.summarize(pseudo.turns,
+                                               SummaryOptions(max_words=policy.length))
         except ProcessingError as exc:
             log.info("summarize failed=%s chat=%s", type(exc).__name__, self._tag(chat))
             return [self._refuse(cmd, str(exc))]

@@ -46,5 +46,7 @@ class LocalProcessor:
             # event loop (and every other chat) responsive meanwhile.
             summary = await asyncio.to_thread(self._engine.summarize, turns, options)
         except EngineError:
-            raise ProcessingError("The summarizer could not make a summary of these messages.") from None
+            raise ProcessingError(
+                "The summarizer could not make a summary of these messages."
+            ) from None
         return ProcessedSummary(summary.text, summary.engine, "on this bot's host")

@@ -34,7 +34,10 @@ _PSEUDONYM = re.compile(r"\bP(\d+)\b")
 
 
 def redact(text: str) -> str:
-    """Replace e-mail addresses, links and phone numbers, in that order (an e-mail is not a link)."""
+    """Replace e-mail addresses, links and phone numbers, in that order.
+
+    E-mail addresses go first because their domain part would otherwise read as a link.
+    """
     text = _EMAIL.sub("[email]", text)
     text = _LINK.sub("[link]", text)
     return _PHONE.sub(_phone, text)

@@ -196,7 +196,7 @@ class MessageWindow:
         for tid in [tid for tid, t in buf.threads.items() if not t]:
             del buf.threads[tid]
 
-    def edit(self, chat: ChatKey, message_id: str, text: str, timestamp: float | None = None) -> bool:
+    def edit(self, chat: ChatKey, message_id: str, text: str) -> bool:
         """Replace a buffered message's text. Placeholders stay placeholders."""
         found = self._find(chat, message_id)
         if found is None:
