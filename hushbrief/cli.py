@@ -162,7 +162,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _summarize(args: argparse.Namespace) -> int:
     from hushbrief.bot.pseudonyms import Speaker, pseudonymize, restore
-    from hushbrief.bot.transcripts import TranscriptFormat, parse_transcript
+    from hushbrief.bot.transcripts import TranscriptFormat, parse_transcript, read_transcript
     from hushbrief.engines.base import EngineError, Style, SummaryOptions
     from hushbrief.engines.extractive import ExtractiveEngine
 
@@ -170,13 +170,13 @@ def _summarize(args: argparse.Namespace) -> int:
         print("hushbrief: --max-words must be between 10 and 5000", file=sys.stderr)
         return EXIT_USAGE
     if args.file is None:
-        data = sys.stdin.read()
+        data = read_transcript(sys.stdin.buffer)
     else:
         try:
-            data = args.file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            print(f"hushbrief: {args.file}: cannot be read ({reason})", file=sys.stderr)
+            with open(args.file, "rb") as fh:
+                data = read_transcript(fh)
+        except OSError as exc:
+            print(f"hushbrief: {args.file}: cannot be read ({exc.strerror})", file=sys.stderr)
             return EXIT_FAILED
     fmt = None if args.format == "auto" else TranscriptFormat(args.format)
     messages = parse_transcript(data, fmt)
