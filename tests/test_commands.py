@@ -454,3 +454,24 @@ def test_console_chat_rejects_lines_without_a_member(bot: Bot) -> None:
     assert chat.parse("# a comment") is None
     assert chat.parse("Bob: hi") == ("bob", "hi")
     assert ReplyKind.SUMMARY.value == "summary"
+
+
+async def test_database_outage_fails_closed_with_one_sentence(
+    bot: Bot, chat: ChatDriver, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    await optin_all(chat, "alice", "bob")
+    await chat.say("bob", "Buffered while the database was fine.")
+    from hushbrief.bot.storage import Database
+
+    # Point the stores at a PostgreSQL port where nothing listens: a real outage.
+    dead = Database("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
+    bot.core._consent._db = dead  # type: ignore[attr-defined]
+    bot.core._policies._db = dead  # type: ignore[attr-defined]
+    try:
+        text = await chat.refused("alice", "/summarize")
+        assert "can't reach my database" in text
+        await chat.say("bob", "Sent during the outage about the secret plan.")
+    finally:
+        dead.dispose()
+    count, _ = bot.window.stats(("console", "demo-group"))
+    assert count == 1  # the message sent during the outage was not buffered

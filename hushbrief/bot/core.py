@@ -49,6 +49,7 @@ from hushbrief.bot.policy import (
 from hushbrief.bot.processing import ProcessedSummary, ProcessingError, Processor
 from hushbrief.bot.pseudonyms import Speaker, pseudonymize, restore
 from hushbrief.bot.ratelimit import RateLimiter
+from hushbrief.bot.storage import StorageError
 from hushbrief.bot.window import BufferedMessage, MessageWindow, Selected, Selection
 from hushbrief.engines.base import SummaryOptions
 
@@ -141,6 +142,13 @@ class Hushbrief:
                 await self._edited(event, platform)
             elif isinstance(event, MessageDeleted):
                 self._window.delete(_key(event.chat), event.message_id)
+            return []
+        except StorageError as exc:
+            # Fail closed: without the consent flags nothing is buffered or summarized.
+            log.warning("storage_failed type=%s", type(exc).__name__)
+            if isinstance(event, CommandReceived):
+                return [self._refuse(event, "I can't reach my database right now, so nothing "
+                                            "was changed or sent; please try again shortly.")]
             return []
         except Exception as exc:  # the bot must keep running for every other chat
             log_exception("event_failed", exc)
