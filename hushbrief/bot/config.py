@@ -12,8 +12,7 @@ setting must never be silently ignored.
 from __future__ import annotations
 
 import os
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,21 @@ from hushbrief.bot.policy import (
     PolicyValueError,
     Processing,
 )
+from hushbrief.tomlconfig import (
+    Check,
+    ConfigError,
+    boolean,
+    choice,
+    integer,
+    load_sections,
+    path,
+    string,
+)
 
-ENV_PREFIX = "HUSHBRIEF_"
+SERVICE_SECTIONS = frozenset({"backend"})
+"""Sections of the same file that other processes own and validate."""
 
-
-class ConfigError(Exception):
-    """The configuration cannot be used. The message is one line for the operator."""
+__all__ = ["Config", "ConfigError", "known_keys", "load_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,57 +109,15 @@ class Config:
 
 # --- validation -------------------------------------------------------------------------
 
-Check = Callable[[Any], Any]
-"""Takes a TOML (or environment) value, returns the typed value or raises ValueError(expected)."""
-
-
-_ENV_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
-              "false": False, "0": False, "no": False, "off": False}
-
-
-def _bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    raise ValueError("true or false")
-
-
-def _int(low: int, high: int) -> Check:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-            raise ValueError(f"a whole number from {low} to {high}")
-        return v
-    return check
-
-
-def _str(v: Any) -> str:
-    if not isinstance(v, str):
-        raise ValueError("a string")
-    return v
-
-
-def _choice(*choices: str) -> Check:
-    def check(v: Any) -> str:
-        if not isinstance(v, str) or v.lower() not in choices:
-            raise ValueError("one of " + ", ".join(f'"{c}"' for c in choices))
-        return v.lower()
-    return check
-
-
-def _path(v: Any) -> Path:
-    if not isinstance(v, str) or not v:
-        raise ValueError("a non-empty path")
-    return Path(v)
-
-
 def _db_url(v: Any) -> str:
-    s = _str(v)
+    s = string(v)
     if s and not s.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ValueError('empty, or a URL starting with "sqlite:///" or "postgresql://"')
     return s
 
 
 def _hex_key(v: Any) -> str:
-    s = _str(v).strip()
+    s = string(v).strip()
     if s:
         try:
             raw = bytes.fromhex(s)
@@ -163,7 +129,7 @@ def _hex_key(v: Any) -> str:
 
 
 def _processing(v: Any) -> Processing:
-    return Processing(_choice("local", "private")(v))
+    return Processing(choice("local", "private")(v))
 
 
 def _policy_check(key: str) -> Check:
@@ -202,65 +168,24 @@ def _policy_expected(key: str) -> str:
 
 _SCHEMA: dict[str, tuple[type[Any], dict[str, Check]]] = {
     "storage": (StorageConfig, {
-        "data_dir": _path, "database_url": _db_url, "identifier_key": _hex_key,
+        "data_dir": path, "database_url": _db_url, "identifier_key": _hex_key,
     }),
     "processing": (ProcessingConfig, {
-        "mode": _processing, "engine": _choice("extractive"),
+        "mode": _processing, "engine": choice("extractive"),
     }),
     "window": (WindowConfig, {
-        "max_bytes_per_chat": _int(10_000, 1_000_000_000),
-        "max_chats": _int(1, 10_000_000),
-        "sweep_interval": _int(1, 3600),
+        "max_bytes_per_chat": integer(10_000, 1_000_000_000),
+        "max_chats": integer(1, 10_000_000),
+        "sweep_interval": integer(1, 3600),
     }),
-    "telegram": (TelegramConfig, {"enabled": _bool, "token": _str}),
+    "telegram": (TelegramConfig, {"enabled": boolean, "token": string}),
     "matrix": (MatrixConfig, {
-        "enabled": _bool, "homeserver": _str, "user_id": _str, "access_token": _str,
+        "enabled": boolean, "homeserver": string, "user_id": string, "access_token": string,
     }),
     # A chat's processing default is [processing] mode, so it is not repeated here.
     "policy_defaults": (Policy, {k: _policy_check(k) for k in POLICY_KEYS if k != "processing"}),
-    "logging": (LoggingConfig, {"level": _choice("debug", "info", "warning", "error")}),
+    "logging": (LoggingConfig, {"level": choice("debug", "info", "warning", "error")}),
 }
-
-
-def _env_candidates(raw: str) -> list[Any]:
-    """An environment variable is always a string; TOML would have said 80 or true."""
-    out: list[Any] = [raw]
-    if raw.strip().lstrip("-").isdigit():
-        out.append(int(raw))
-    if raw.strip().lower() in _ENV_BOOLS:
-        out.append(_ENV_BOOLS[raw.strip().lower()])
-    return out
-
-
-def _section_values(
-    section: str, table: Mapping[str, Any], where: str, what: Callable[[str], str],
-    *, from_env: bool = False,
-) -> dict[str, Any]:
-    _, checks = _SCHEMA[section]
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        check = checks.get(key)
-        if check is None:
-            known = ", ".join(checks)
-            raise ConfigError(f"{where}: unknown key {what(key)}; known keys: {known}")
-        candidates = _env_candidates(value) if from_env else [value]
-        for candidate in candidates:
-            try:
-                out[key] = check(candidate)
-                break
-            except ValueError as exc:
-                expected = str(exc)
-        else:
-            raise ConfigError(f"{where}: {what(key)} must be {expected}") from None
-    return out
-
-
-def _in_section(section: str) -> Callable[[str], str]:
-    return lambda key: f"[{section}] {key}"
-
-
-def _as_variable(var: str) -> Callable[[str], str]:
-    return lambda _key: var
 
 
 def load_config(
@@ -272,44 +197,9 @@ def load_config(
     configuration means the same thing whatever directory the bot starts in.
     """
     env = os.environ if environ is None else environ
-    sections: dict[str, dict[str, Any]] = {name: {} for name in _SCHEMA}
-    source = "defaults"
-    base = Path.cwd()
-    if path is not None:
-        where = str(path)
-        try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"{where}: no such file") from None
-        except PermissionError:
-            raise ConfigError(f"{where}: cannot be read (permission denied)") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{where}: not UTF-8 text") from None
-        for name, table in doc.items():
-            if name not in _SCHEMA:
-                raise ConfigError(
-                    f"{where}: unknown section [{name}]; known sections: "
-                    + ", ".join(f"[{s}]" for s in _SCHEMA)
-                )
-            if not isinstance(table, dict):
-                raise ConfigError(f"{where}: {name} must be a [{name}] table")
-            sections[name].update(_section_values(name, table, where, _in_section(name)))
-        source = where
-        base = path.resolve().parent
-
-    for name in _SCHEMA:
-        prefix = f"{ENV_PREFIX}{name.upper()}_"
-        for var, value in env.items():
-            if not var.startswith(prefix):
-                continue
-            key = var[len(prefix):].lower()
-            sections[name].update(
-                _section_values(name, {key: value}, "environment", _as_variable(var),
-                                from_env=True)
-            )
+    doc = load_sections(path, env, {name: checks for name, (_, checks) in _SCHEMA.items()},
+                        others=SERVICE_SECTIONS)
+    sections, source, base = doc.sections, doc.source, doc.base
 
     storage = sections["storage"]
     if "data_dir" in storage:
