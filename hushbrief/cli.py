@@ -14,7 +14,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from hushbrief.bot.config import Config, ConfigError, load_config
@@ -87,6 +88,45 @@ def build_parser() -> argparse.ArgumentParser:
     cur = dbsub.add_parser("current", help="print the schema revision of the database")
     _config_arg(cur)
 
+    relay = sub.add_parser(
+        "relay", help="run the Oblivious HTTP relay in front of one gateway",
+        description="Run the Oblivious HTTP relay (RFC 9458). It forwards encapsulated "
+                    "requests, key configurations and the evidence bundle to its one gateway "
+                    "and nowhere else; it cannot decrypt anything, adds no forwarding headers "
+                    "and never logs bodies or client addresses. GET /healthz for health, "
+                    "GET /metrics for Prometheus (counts, sizes, latencies).",
+    )
+    relay.add_argument("--listen", required=True, metavar="HOST:PORT",
+                       help="address to listen on, e.g. 0.0.0.0:8080 or [::]:8080")
+    relay.add_argument("--gateway", required=True, metavar="URL",
+                       help="the gateway's base URL, e.g. https://backend.example:8443; "
+                            "requests go to URL/.well-known/ohttp-gateway and URL/attestation")
+    relay.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES",
+                       help="largest encapsulated request accepted (default: 1 MiB; 413 above)")
+    relay.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="how long one exchange with the gateway may take (default: 60)")
+    relay.add_argument("--no-metrics", action="store_true",
+                       help="do not serve /metrics (request counts are traffic information)")
+
+    backend = sub.add_parser(
+        "backend", help="run the summarization backend and its OHTTP gateway",
+        description="Run the backend: the Oblivious HTTP gateway (GET/POST "
+                    "/.well-known/ohttp-gateway), the evidence bundle (GET /attestation) and "
+                    "the summarizer behind them (inner POST /v1/summarize). Its HPKE key is "
+                    "generated in memory at start and never written anywhere. Engine and "
+                    "limits come from the [backend] section of --config.",
+    )
+    backend.add_argument("--listen", required=True, metavar="HOST:PORT",
+                         help="address to listen on, e.g. 127.0.0.1:8443")
+    backend.add_argument("--platform", choices=["dev"], default="dev",
+                         help="where the evidence comes from; dev: a software stand-in for a "
+                              "TEE, for local runs and tests only (default: dev)")
+    backend.add_argument("--rotate-every", default=None, metavar="DURATION",
+                         help="rotate the HPKE key this often, e.g. 6h (default: [backend] "
+                              "rotate_every, 0 = never); the previous key stays accepted for "
+                              "[backend] key_grace")
+    _config_arg(backend)
+
     check = sub.add_parser("config", help="validate a configuration and print it",
                            description="Validate the configuration and print the effective "
                                        "values, with secrets masked.")
@@ -114,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     from hushbrief.bot.storage import StorageError
     from hushbrief.bot.transcripts import TranscriptError
+    from hushbrief.relay.errors import SettingsError as ServiceSettingsError
 
     try:
         if args.command == "demo":
@@ -124,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _db(args)
         if args.command == "config":
             return _config(args)
-    except (ConfigError, StorageError, TranscriptError) as exc:
+        if args.command == "relay":
+            return _relay(args)
+        if args.command == "backend":
+            return _backend(args)
+    except (ConfigError, StorageError, TranscriptError, ServiceSettingsError) as exc:
         print(f"hushbrief: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
     except KeyboardInterrupt:
@@ -134,30 +179,71 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    temporary = args.data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="hushbrief-demo-")) if temporary else args.data_dir
+    try:
+        return asyncio.run(_demo_async(args, data_dir.resolve()))
+    finally:
+        if temporary:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _demo_async(args: argparse.Namespace, data_dir: Path) -> int:
+    from contextlib import AsyncExitStack
     from dataclasses import replace
 
     from hushbrief.adapters.console.chat import ConsoleChat, run_interactive, run_script
     from hushbrief.bot.app import open_bot
+    from hushbrief.bot.policy import Processing
 
-    temporary = args.data_dir is None
-    data_dir = Path(tempfile.mkdtemp(prefix="hushbrief-demo-")) if temporary else args.data_dir
+    interactive = sys.stdin.isatty()
     config = Config()
-    config = replace(config, storage=replace(config.storage, data_dir=data_dir.resolve()))
-    bot = open_bot(config)
-    try:
-        interactive = sys.stdin.isatty()
+    config = replace(config, storage=replace(config.storage, data_dir=data_dir))
+    async with AsyncExitStack() as stack:
+        if args.local:
+            config = replace(config, processing=replace(config.processing,
+                                                        mode=Processing.LOCAL))
+            where = "Summaries are made locally, in this process (--local)."
+        else:
+            relay_url = await stack.enter_async_context(_demo_private_path())
+            config = replace(config, processing=replace(
+                config.processing, mode=Processing.PRIVATE, relay_url=relay_url))
+            where = (f"Summaries go encrypted (Oblivious HTTP) through a relay at {relay_url} to "
+                     "a development backend on this machine; --local keeps them in-process.")
+        bot = open_bot(config)
+        stack.push_async_callback(bot.aclose)
         chat = ConsoleChat(core=bot.core, color=interactive and sys.stdout.isatty())
         if interactive:
             print("Hushbrief demo: a group chat with alice (admin), bob, carol and dave. "
-                  "Summaries are made locally, in this process.")
-            asyncio.run(run_interactive(chat, intro=not args.no_intro))
+                  + where)
+            await run_interactive(chat, intro=not args.no_intro)
             return EXIT_OK
-        bad = asyncio.run(run_script(chat, sys.stdin, sys.stderr))
+        # Scripts get only the bot's replies on standard output; the notice goes aside.
+        print(f"hushbrief demo: {where}", file=sys.stderr)
+        bad = await run_script(chat, sys.stdin, sys.stderr)
         return EXIT_FAILED if bad else EXIT_OK
-    finally:
-        bot.close()
-        if temporary:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    raise AssertionError("unreachable")
+
+
+def _demo_private_path() -> AbstractAsyncContextManager[str]:
+    """A development backend and a relay in front of it, on loopback; yields the relay URL."""
+    from contextlib import asynccontextmanager
+
+    from hushbrief.backend import BackendSettings
+    from hushbrief.backend import create_app as backend_app
+    from hushbrief.loopback import serve_on_loopback
+    from hushbrief.relay import RelaySettings
+    from hushbrief.relay import create_app as relay_app
+
+    @asynccontextmanager
+    async def private_path() -> AsyncIterator[str]:
+        async with serve_on_loopback(backend_app(BackendSettings(), platform="dev"),
+                                     name="backend") as backend_url, \
+                serve_on_loopback(relay_app(RelaySettings(gateway_url=backend_url)),
+                                  name="relay") as relay_url:
+            yield relay_url
+
+    return private_path()
 
 
 def _summarize(args: argparse.Namespace) -> int:
@@ -217,6 +303,47 @@ def _db(args: argparse.Namespace) -> int:
         print(f"{database.url}: revision {database.current_revision() or 'base (empty)'}")
     finally:
         database.dispose()
+    return EXIT_OK
+
+
+def _listen(value: str) -> tuple[str, int]:
+    from hushbrief.relay import parse_listen
+
+    try:
+        return parse_listen(value)
+    except ValueError as exc:
+        raise ConfigError(f"--listen: {exc}") from None
+
+
+def _relay(args: argparse.Namespace) -> int:
+    from hushbrief.relay import RelaySettings, run
+
+    host, port = _listen(args.listen)
+    settings = RelaySettings(gateway_url=args.gateway, max_body=args.max_body,
+                             timeout=args.timeout, expose_metrics=not args.no_metrics)
+    logging.getLogger("hushbrief").setLevel(logging.INFO)
+    logging.getLogger("hushbrief.relay").info("relay listening on %s:%d", host, port)
+    run(settings, host, port)
+    return EXIT_OK
+
+
+def _backend(args: argparse.Namespace) -> int:
+    from hushbrief.backend import load_backend_settings, run
+    from hushbrief.backend.settings import parse_duration
+
+    host, port = _listen(args.listen)
+    path = args.config
+    if path is None and os.environ.get("HUSHBRIEF_CONFIG"):
+        path = Path(os.environ["HUSHBRIEF_CONFIG"])
+    settings = load_backend_settings(path)
+    rotate = None
+    if args.rotate_every is not None:
+        try:
+            rotate = float(parse_duration(args.rotate_every))
+        except ValueError as exc:
+            raise ConfigError(f"--rotate-every: {exc}") from None
+    logging.getLogger("hushbrief").setLevel(logging.INFO)
+    run(settings, host=host, port=port, platform=args.platform, rotate_every=rotate)
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ from hushbrief.adapters.console.chat import ConsoleChat, ConsolePlatform
 from hushbrief.bot.app import Bot, open_bot
 from hushbrief.bot.config import Config
 from hushbrief.bot.events import Outcome, Reply, ReplyKind
+from hushbrief.bot.policy import Processing
 
 pytest_plugins = ["tests.conftest_db"]
 
@@ -68,8 +69,10 @@ def clock() -> Clock:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
+    """Local processing: these tests exercise the core; the private path has its own."""
     base = Config()
-    return replace(base, storage=replace(base.storage, data_dir=tmp_path / "data"))
+    return replace(base, storage=replace(base.storage, data_dir=tmp_path / "data"),
+                   processing=replace(base.processing, mode=Processing.LOCAL))
 
 
 @pytest.fixture

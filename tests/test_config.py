@@ -35,7 +35,7 @@ def test_example_documents_every_key_with_its_default() -> None:
 
 def test_no_file_gives_defaults() -> None:
     config = load_config(None, environ={})
-    assert config.processing.mode is Processing.LOCAL
+    assert config.processing.mode is Processing.PRIVATE
     assert config.policy_defaults == Policy()
     assert config.storage.resolved_database_url().startswith("sqlite:///")
 
@@ -46,7 +46,8 @@ def test_values_are_parsed(tmp_path: Path) -> None:
 data_dir = "state"
 database_url = "postgresql://u@127.0.0.1/db"
 [processing]
-mode = "private"
+mode = "local"
+relay_url = "https://relay.example.net/"
 [policy_defaults]
 who = "admins"
 consent = "require-all"
@@ -61,7 +62,8 @@ redact = true
     assert config.policy_defaults.consent is ConsentMode.REQUIRE_ALL
     assert config.policy_defaults.max_span == 6 * 3600
     assert config.policy_defaults.buffer_ttl == 7200
-    assert config.default_policy().processing is Processing.PRIVATE
+    assert config.default_policy().processing is Processing.LOCAL
+    assert config.processing.relay_url == "https://relay.example.net"
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -19,6 +19,7 @@ from hushbrief.bot.events import ChatRef
 from hushbrief.bot.identifiers import IdentifierHasher, load_or_create_key
 from hushbrief.bot.policy import Processing
 from hushbrief.bot.policy_store import PolicyStore
+from hushbrief.bot.private import PrivateProcessor, build_private_processor
 from hushbrief.bot.processing import LocalProcessor, Processor
 from hushbrief.bot.storage import Database
 from hushbrief.bot.window import MessageWindow
@@ -33,6 +34,13 @@ class Bot:
     database: Database
     window: MessageWindow
     hasher: IdentifierHasher
+    private: PrivateProcessor | None = None
+
+    async def aclose(self) -> None:
+        """Close network clients, then the database."""
+        if self.private is not None:
+            await self.private.aclose()
+        self.close()
 
     def close(self) -> None:
         self.database.dispose()
@@ -65,6 +73,15 @@ def open_bot(
     processors: dict[Processing, Processor] = {
         Processing.LOCAL: LocalProcessor(ExtractiveEngine()),
     }
+    private = None
+    if config.processing.relay_url:
+        private = build_private_processor(
+            config.processing.relay_url, timeout=config.processing.timeout,
+            engine=config.processing.private_engine)
+        processors[Processing.PRIVATE] = private
+    elif config.processing.mode is Processing.PRIVATE:
+        log.warning("private processing is the default but [processing] relay_url is empty: "
+                    "chats that keep the default will get a refusal")
     core = Hushbrief(
         consent=ConsentStore(database, hasher),
         policies=PolicyStore(database, hasher),
@@ -76,7 +93,7 @@ def open_bot(
     )
     log.info("bot ready database=%s processing_default=%s", database.dialect,
              config.processing.mode)
-    return Bot(core=core, database=database, window=window, hasher=hasher)
+    return Bot(core=core, database=database, window=window, hasher=hasher, private=private)
 
 
 def _chat_tag(hasher: IdentifierHasher, chat: ChatRef) -> str:

@@ -30,8 +30,10 @@ from hushbrief.tomlconfig import (
     choice,
     integer,
     load_sections,
+    number,
     path,
     string,
+    url,
 )
 
 SERVICE_SECTIONS = frozenset({"backend"})
@@ -56,9 +58,16 @@ class StorageConfig:
 
 @dataclass(frozen=True, slots=True)
 class ProcessingConfig:
-    mode: Processing = Processing.LOCAL
+    mode: Processing = Processing.PRIVATE
     """Where chats process summaries unless their admins choose otherwise."""
     engine: str = "extractive"
+    """The embedded engine for local processing."""
+    relay_url: str = ""
+    """The OHTTP relay in front of the backend; empty: private processing unavailable."""
+    private_engine: str = "extractive"
+    """The engine the backend is asked to use."""
+    timeout: float = 60.0
+    """Seconds to wait for the relay and backend."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +181,8 @@ _SCHEMA: dict[str, tuple[type[Any], dict[str, Check]]] = {
     }),
     "processing": (ProcessingConfig, {
         "mode": _processing, "engine": choice("extractive"),
+        "relay_url": url("http", "https"), "private_engine": choice("extractive", "openai"),
+        "timeout": number(1, 600),
     }),
     "window": (WindowConfig, {
         "max_bytes_per_chat": integer(10_000, 1_000_000_000),
