@@ -302,12 +302,14 @@ class PrivateProcessor:
             raise ProcessingError("The private summarizer's answer was not understood; no "
                                   "summary came back.") from None
         key = self._transport.last_key
-        return ProcessedSummary(
-            text=summary, engine=engine,
-            where="in the private backend, reached through the relay",
-            measurement=measurement if isinstance(measurement, str) else
-            (key.measurement if key else None),
-        )
+        if not isinstance(measurement, str):
+            measurement = key.measurement if key else None
+        where = "in the private backend"
+        if measurement:
+            where += f" (measurement {measurement[:12]}…)"
+        return ProcessedSummary(text=summary, engine=engine,
+                                where=where + ", reached through the relay",
+                                measurement=measurement)
 
 
 def _inner_failure(status: int) -> str:
