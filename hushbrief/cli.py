@@ -101,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--gateway", required=True, metavar="URL",
                        help="the gateway's base URL, e.g. https://backend.example:8443; "
                             "requests go to URL/.well-known/ohttp-gateway and URL/attestation")
-    relay.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES",
-                       help="largest encapsulated request accepted (default: 1 MiB; 413 above)")
+    relay.add_argument("--max-body", type=int, default=4 * 1024 * 1024, metavar="BYTES",
+                       help="largest encapsulated request accepted (default: 4 MiB; 413 above)")
     relay.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                        help="how long one exchange with the gateway may take (default: 60)")
+    relay.add_argument("--max-concurrency", type=int, default=256, metavar="N",
+                       help="requests in flight before answering 503 (default: 256)")
     relay.add_argument("--no-metrics", action="store_true",
                        help="do not serve /metrics (request counts are traffic information)")
 
@@ -122,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="where the evidence comes from; dev: a software stand-in for a "
                               "TEE, for local runs and tests only (default: dev)")
     backend.add_argument("--rotate-every", default=None, metavar="DURATION",
-                         help="rotate the HPKE key this often, e.g. 6h (default: [backend] "
-                              "rotate_every, 0 = never); the previous key stays accepted for "
-                              "[backend] key_grace")
+                         help="make a new key every DURATION (e.g. 6h, 1d; 0 = never; at "
+                              "least 60s); the previous key stays accepted for [backend] "
+                              "key_grace; default: [backend] rotate_every")
     _config_arg(backend)
 
     check = sub.add_parser("config", help="validate a configuration and print it",
@@ -320,7 +322,8 @@ def _relay(args: argparse.Namespace) -> int:
 
     host, port = _listen(args.listen)
     settings = RelaySettings(gateway_url=args.gateway, max_body=args.max_body,
-                             timeout=args.timeout, expose_metrics=not args.no_metrics)
+                             timeout=args.timeout, max_concurrency=args.max_concurrency,
+                             expose_metrics=not args.no_metrics)
     logging.getLogger("hushbrief").setLevel(logging.INFO)
     logging.getLogger("hushbrief.relay").info("relay listening on %s:%d", host, port)
     run(settings, host, port)
@@ -329,7 +332,7 @@ def _relay(args: argparse.Namespace) -> int:
 
 def _backend(args: argparse.Namespace) -> int:
     from hushbrief.backend import load_backend_settings, run
-    from hushbrief.backend.settings import parse_duration
+    from hushbrief.backend.settings import parse_rotate_every
 
     host, port = _listen(args.listen)
     path = args.config
@@ -339,9 +342,9 @@ def _backend(args: argparse.Namespace) -> int:
     rotate = None
     if args.rotate_every is not None:
         try:
-            rotate = float(parse_duration(args.rotate_every))
+            rotate = float(parse_rotate_every(args.rotate_every))
         except ValueError as exc:
-            raise ConfigError(f"--rotate-every: {exc}") from None
+            raise ConfigError(f"--rotate-every must be {exc}") from None
     logging.getLogger("hushbrief").setLevel(logging.INFO)
     run(settings, host=host, port=port, platform=args.platform, rotate_every=rotate)
     return EXIT_OK

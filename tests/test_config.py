@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hushbrief.backend.settings import BackendSettings, load_backend_settings
+from hushbrief.backend.settings import known_keys as backend_keys
 from hushbrief.bot.config import Config, ConfigError, known_keys, load_config
 from hushbrief.bot.policy import ConsentMode, Policy, Processing, Who
 
@@ -23,7 +25,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_example_documents_every_key_with_its_default() -> None:
     doc = tomllib.loads(EXAMPLE.read_text())
+    backend = doc.pop("backend")
     assert {s: list(t) for s, t in doc.items()} == known_keys()
+    assert tuple(backend) == backend_keys()
+    assert load_backend_settings(EXAMPLE, environ={}) == BackendSettings()
     loaded = load_config(EXAMPLE, environ={})
     defaults = Config()
     for section in known_keys():

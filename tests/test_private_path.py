@@ -286,3 +286,22 @@ async def test_measurement_reaches_the_summary_and_status(
     assert isinstance(got[0], Reply)
     status = await pchat.ask("alice", "/status")
     assert bundle["measurement"][:16] in status
+
+
+async def test_client_clock_skew_is_corrected_once(private_path: PrivatePath) -> None:
+    import time
+
+    from hushbrief.bot.private import OHTTPTransport, PrivateProcessor, RelayKeySource
+
+    outer = httpx.AsyncClient()
+    transport = OHTTPTransport(relay_url=private_path.relay_url,
+                               keys=RelayKeySource(outer, private_path.relay_url), outer=outer,
+                               clock=lambda: time.time() - 3600)  # our clock is an hour late
+    processor = PrivateProcessor(transport)
+    try:
+        got = await processor.summarize([Turn("P1", "text despite a wrong clock")],
+                                        SummaryOptions())
+        assert "wrong clock" in got.text
+        assert len(private_path.backend.posts) == 2  # refused once for its Date, then accepted
+    finally:
+        await processor.aclose()

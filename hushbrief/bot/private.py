@@ -51,8 +51,14 @@ INNER_BASE = "https://gateway.invalid"
 carries no information; ``.invalid`` can never resolve if it ever leaked."""
 
 # Inner request sizes are padded up to one of these, so the relay learns only a
-# coarse size class of the thread: powers of two from 1 KiB to 16 MiB.
-PAD_BUCKETS: tuple[int, ...] = tuple(1024 << i for i in range(15))
+# coarse size class of the thread: powers of two from 1 KiB to 64 KiB, where most
+# threads fall, then steps of a factor of about 1.19 (2^(1/4)) up to 16 MiB, so that
+# large threads waste at most a fifth of their size and do not jump over the
+# relay's and the backend's size limits.
+PAD_BUCKETS: tuple[int, ...] = (
+    *(1024 << i for i in range(7)),
+    *(round(65536 * 2 ** (i / 4) / 1024) * 1024 for i in range(1, 33)),
+)
 _INNER_HEADERS = frozenset({"content-type", "accept", "date"})
 
 
@@ -174,10 +180,20 @@ class OHTTPTransport(httpx.AsyncBaseTransport):
         self._buckets = tuple(buckets)
         self.last_key: GatewayKey | None = None
         """The key the most recent successful request was encrypted to."""
+        self._skew = 0.0
+        """Seconds the gateway's clock is ahead of ours, learned from its date problem."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        inner = self._binary_request(request, await request.aread())
-        return await self._send(inner, retry_on_key_error=True)
+        body = await request.aread()
+        response = await self._send(self._binary_request(request, body), retry_on_key_error=True)
+        skew = _date_problem_skew(response, self._clock())
+        if skew is None:
+            return response
+        # RFC 9458 §6.5: the gateway refused our Date and told us its own. Adopt the
+        # offset and try once more; a second refusal goes back to the caller.
+        self._skew = skew
+        log.info("gateway_clock_skew seconds=%.0f", skew)
+        return await self._send(self._binary_request(request, body), retry_on_key_error=True)
 
     async def aclose(self) -> None:
         await self._outer.aclose()
@@ -190,7 +206,8 @@ class OHTTPTransport(httpx.AsyncBaseTransport):
         if not any(name == b"date" for name, _ in fields):
             # The gateway refuses requests whose Date is far from its clock (RFC 9458 §6.5),
             # which bounds how long a captured request could be replayed.
-            fields.append((b"date", email.utils.formatdate(self._clock(), usegmt=True).encode()))
+            now = self._clock() + self._skew
+            fields.append((b"date", email.utils.formatdate(now, usegmt=True).encode()))
         return BinaryRequest(
             method=request.method.encode(), scheme=url.scheme.encode(), authority=b"",
             path=path.encode(), fields=tuple(fields), content=body,
@@ -229,6 +246,9 @@ class OHTTPTransport(httpx.AsyncBaseTransport):
                               "nothing was processed.")
         if resp.status_code != 200 or _media_type(resp) != RESPONSE_MEDIA_TYPE:
             log.warning("relay_rejected status=%d", resp.status_code)
+            if resp.status_code == 413:
+                raise RelayRejected("That thread is larger than the relay accepts, so nothing "
+                                    "was processed; ask for fewer messages.")
             if resp.status_code in (502, 503, 504):
                 raise RelayRejected("The relay could not reach the private summarizer; no "
                                     "summary came back.")
@@ -250,14 +270,29 @@ def _media_type(resp: httpx.Response) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-def _is_key_problem(resp: httpx.Response) -> bool:
+def _problem_type(resp: httpx.Response) -> str:
     if _media_type(resp) != "application/problem+json":
-        return False
+        return ""
     try:
         doc = resp.json()
     except ValueError:
-        return False
-    return isinstance(doc, dict) and str(doc.get("type", "")).endswith("#ohttp-key")
+        return ""
+    return str(doc.get("type", "")) if isinstance(doc, dict) else ""
+
+
+def _is_key_problem(resp: httpx.Response) -> bool:
+    return _problem_type(resp).endswith("#ohttp-key")
+
+
+def _date_problem_skew(resp: httpx.Response, now: float) -> float | None:
+    """The gateway's clock minus ours, if ``resp`` is its ``date`` problem (RFC 9458 §6.5)."""
+    if resp.status_code != 400 or not _problem_type(resp).endswith("#date"):
+        return None
+    try:
+        gateway_now = email.utils.parsedate_to_datetime(resp.headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+    return gateway_now - now
 
 
 # --- the processor --------------------------------------------------------------------------

@@ -41,7 +41,7 @@ class RelaySettings:
     """
 
     gateway_url: str
-    max_body: int = 1 * MiB
+    max_body: int = 4 * MiB
     max_response: int = 4 * MiB
     connect_timeout: float = 5.0
     timeout: float = 60.0
