@@ -29,7 +29,10 @@ class _QuietServer(uvicorn.Server):
 @asynccontextmanager
 async def serve_on_loopback(app: Any, *, name: str = "service") -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1:<free port>; yields its base URL, stops it on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off only on sockets that
+    # say they are TCP, and with Nagle on, every chunked response stalls on the peer's
+    # delayed ACK (40 ms on Linux).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

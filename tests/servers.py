@@ -115,6 +115,8 @@ async def serve_async(app: Any, *, host: str = "127.0.0.1",
 
 def _bind(host: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio disables Nagle's algorithm only on sockets whose
+    # proto says TCP; otherwise every chunked response waits out a delayed ACK (40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((host, 0))
     return sock
