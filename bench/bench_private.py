@@ -26,16 +26,21 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 
+from hushbrief.adapters.console.chat import ConsolePlatform
+from hushbrief.bot.app import Bot, open_bot
+from hushbrief.bot.config import Config
+from hushbrief.bot.events import ChatMessage, ChatRef, CommandReceived, Member, ReplyKind
 from hushbrief.bot.private import build_private_processor
-from hushbrief.bot.processing import LocalProcessor
 from hushbrief.engines.base import SummaryOptions, Turn
-from hushbrief.engines.extractive import ExtractiveEngine
 from hushbrief.ohttp.bhttp import Request, Response, encode_request, encode_response
 from hushbrief.ohttp.encapsulation import Gateway, encapsulate_request
 from hushbrief.ohttp.keyconfig import choose_config, generate_server_key
@@ -86,32 +91,60 @@ def service(*args: str) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-async def median_seconds(fn, rounds: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        await fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 async def end_to_end(relay_url: str, rounds: int) -> None:
+    """The whole ``/summarize`` command through the core, in two chats of one bot that
+    differ only in their ``processing`` policy; runs alternate so drift hits both."""
     print("1. /summarize: private path (bot → relay → backend) vs. the same engine in-process")
     print(f"{'messages':>9} {'in-process ms':>14} {'private ms':>11} {'ratio':>6}")
-    local = LocalProcessor(ExtractiveEngine())
-    private = build_private_processor(relay_url)
-    options = SummaryOptions(max_words=120)
-    try:
-        await private.summarize(thread(5), options)  # key fetch and connections warm
-        for n in (50, 500, 5000):
-            turns = thread(n)
-            await local.summarize(turns, options)
-            lt = await median_seconds(lambda t=turns: local.summarize(t, options), rounds)
-            pt = await median_seconds(lambda t=turns: private.summarize(t, options), rounds)
-            print(f"{n:>9} {lt * 1000:>14.1f} {pt * 1000:>11.1f} {pt / lt:>6.2f}")
-    finally:
-        await private.aclose()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Config()
+        config = replace(base, storage=replace(base.storage, data_dir=Path(tmp)),
+                         processing=replace(base.processing, relay_url=relay_url))
+        bot = open_bot(config)
+        platform = ConsolePlatform()
+        try:
+            for n in (50, 500, 5000):
+                chats = {mode: ChatRef("console", f"{mode}-{n}") for mode in ("local", "private")}
+                for mode, chat in chats.items():
+                    await _prepare(bot, platform, chat, mode, thread(n))
+                times: dict[str, list[float]] = {"local": [], "private": []}
+                for i in range(rounds + 1):
+                    for mode, chat in chats.items():
+                        t0 = time.perf_counter()
+                        out = await bot.core.handle(CommandReceived(
+                            chat, f"s{i}", ALICE, "summarize", (), time.time()), platform)
+                        took = time.perf_counter() - t0
+                        assert out[0].kind is ReplyKind.SUMMARY, out[0].text
+                        if i:  # the first round warms connections and caches
+                            times[mode].append(took)
+                lt, pt = (statistics.median(times[m]) for m in ("local", "private"))
+                print(f"{n:>9} {lt * 1000:>14.1f} {pt * 1000:>11.1f} {pt / lt:>6.2f}")
+        finally:
+            await bot.aclose()
     print("   target: ratio <= 1.15 at 500 messages")
+
+
+ALICE = Member("alice", "alice")
+
+
+async def _prepare(bot: Bot, platform: ConsolePlatform, chat: ChatRef, mode: str,
+                   turns: list[Turn]) -> None:
+    """Opt everyone in, lift the limits, fill the window with ``turns``."""
+    core = bot.core
+    speakers = {t.speaker for t in turns} | {"P0"}
+    for i, speaker in enumerate(sorted(speakers)):
+        member = ALICE if speaker == "P0" else Member(speaker, f"member {speaker}")
+        await core.handle(CommandReceived(chat, f"o{i}", member, "optin", (), time.time()),
+                          platform)
+    for key, value in (("processing", mode), ("buffer_messages", "10000"),
+                       ("max_messages", "10000"), ("chat_rate", "1000"),
+                       ("member_rate", "1000")):
+        await core.handle(CommandReceived(chat, "p", ALICE, "policy", (key, value),
+                                          time.time()), platform)
+    now = time.time() - len(turns)
+    for i, t in enumerate(turns):
+        await core.handle(ChatMessage(chat, f"m{i}", Member(t.speaker, f"member {t.speaker}"),
+                                      t.text, now + i), platform)
 
 
 def ohttp_cost(repeat: int = 2000) -> None:
@@ -177,7 +210,7 @@ async def load(backend_url: str, relay_url: str, seconds: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args(argv)
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
