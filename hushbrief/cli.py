@@ -173,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backend(args)
     except (ConfigError, StorageError, TranscriptError, ServiceSettingsError) as exc:
         print(f"hushbrief: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+        usage = isinstance(exc, ConfigError | ServiceSettingsError)
+        return EXIT_USAGE if usage else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")

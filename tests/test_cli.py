@@ -39,6 +39,7 @@ def test_scripted_demo_end_to_end(tmp_path: Path) -> None:
     assert "Friday" in summary and "changelog" in summary
     assert "alice:" in summary and "bob:" in summary
     assert "1 message was left out" in summary
+    assert "reached through the relay" in summary  # the demo's default is the private path
     assert "locker" not in out and "4711" not in out and "carol" not in out
     # Nothing but the bot's replies is printed: the script's lines are not echoed.
     assert "Shall we move" in summary and out.count("Shall we move") == 1
@@ -66,6 +67,7 @@ def test_demo_without_data_dir_leaves_nothing_behind(tmp_path: Path) -> None:
     env = {"TMPDIR": str(tmp_path)}
     run = hushbrief("demo", "--local", stdin=SCRIPT, env=env)
     assert run.returncode == 0 and "Summary" in run.stdout
+    assert "Made on this bot's host" in run.stdout and "--local" in run.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -177,6 +179,56 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
 
 
 def test_help_texts() -> None:
-    for args in ([], ["demo"], ["summarize"], ["db"], ["config"]):
+    for args in ([], ["demo"], ["summarize"], ["db"], ["config"], ["relay"], ["backend"]):
         run = hushbrief(*args, "--help")
         assert run.returncode == 0 and "usage: hushbrief" in run.stdout
+
+
+def test_backend_and_relay_commands_serve(tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from tests.servers import free_port
+
+    backend_port, relay_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHBRIEF_")}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "hushbrief.cli", "backend", "--listen",
+                          f"127.0.0.1:{backend_port}", "--platform", "dev"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
+        subprocess.Popen([sys.executable, "-m", "hushbrief.cli", "relay", "--listen",
+                          f"127.0.0.1:{relay_port}", "--gateway",
+                          f"http://127.0.0.1:{backend_port}"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                keys = httpx.get(f"http://127.0.0.1:{relay_port}/.well-known/ohttp-gateway")
+                if keys.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "relay and backend did not come up"
+            time.sleep(0.2)
+        assert keys.headers["content-type"] == "application/ohttp-keys"
+        bundle = httpx.get(f"http://127.0.0.1:{relay_port}/attestation").json()
+        assert bundle["platform"] == "dev"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["relay", "--listen", "nonsense", "--gateway", "http://127.0.0.1:1"], "--listen"),
+    (["relay", "--listen", "127.0.0.1:1", "--gateway", "ftp://x"], "Gateway URL"),
+    (["backend", "--listen", "127.0.0.1:99999"], "--listen"),
+    (["backend", "--listen", "127.0.0.1:1", "--rotate-every", "soon"], "--rotate-every"),
+])
+def test_service_commands_reject_bad_arguments_in_one_line(args: list[str], message: str) -> None:
+    run = hushbrief(*args)
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1
