@@ -148,6 +148,10 @@ async def test_demo_scenario_through_relay_and_backend(
     assert "through the relay" in text
     assert len(private_path.backend.posts) == 1 and len(private_path.relay.posts) == 1
     assert private_path.relay.posts == private_path.backend.posts  # forwarded unchanged
+    captured = private_path.relay.everything()
+    for canary_text in ("Shall we move", "changelog", "Friday", "locker", "4711", "alice",
+                        "bob", "carol", "demo-group"):
+        assert canary_text.encode() not in captured
 
 
 async def test_invariants_3_and_4_relay_sees_ciphertext_backend_sees_no_identities(
