@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hushbrief.backend import create_app
 from hushbrief.backend.evidence import dev_measurement
@@ -41,6 +42,8 @@ from hushbrief.backend.settings import (
     parse_rotate_every,
 )
 from hushbrief.engines.base import Summary, SummaryOptions, Turn
+from hushbrief.evidence.bundle import EvidenceBundle
+from hushbrief.evidence.dev import parse_dev_statement
 from hushbrief.ohttp import bhttp
 from hushbrief.ohttp.encapsulation import (
     KEYS_MEDIA_TYPE,
@@ -626,7 +629,13 @@ async def test_attestation_bundle_binds_the_advertised_key_configs(
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     bundle = r.json()
     assert set(bundle) == {"version", "platform", "key_configs", "measurement", "issued_at",
-                           "expires_at", "binding"}
+                           "expires_at", "binding", "evidence", "endorsements", "transparency"}
+    parsed = EvidenceBundle.from_json(bundle)
+    statement = parse_dev_statement(parsed.evidence)
+    assert statement.report_data == hashlib.sha512(parsed.key_configs).digest()
+    assert statement.measurement == bundle["measurement"]
+    Ed25519PublicKey.from_public_bytes(statement.public_key).verify(
+        base64.b64decode(bundle["endorsements"]["signature"]), parsed.evidence)
     assert bundle["version"] == 1 and bundle["platform"] == "dev"
     key_configs = base64.b64decode(bundle["key_configs"])
     assert key_configs == (await client.http.get(GATEWAY)).content

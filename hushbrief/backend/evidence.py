@@ -1,25 +1,21 @@
-"""The evidence bundle: what the backend shows a client before it is trusted (DESIGN.md §5).
+"""Evidence providers: what the backend shows a client before it is trusted (DESIGN.md §5).
 
-A bundle binds the key configurations the client will encrypt to
-(``application/ohttp-keys`` bytes, RFC 9458 §3 / RFC 9540 §3) to a measurement of
-the code that holds the private keys::
+A provider turns the key configurations the backend serves (the exact
+``application/ohttp-keys`` bytes) into a version-1 evidence bundle
+(:mod:`hushbrief.evidence.bundle`): platform evidence whose report data binds
+SHA-512 of those bytes, its endorsements, the measurement, and — when the
+operator published the build — a transparency-log inclusion proof.
 
-    {"version": 1, "platform": "dev",
-     "key_configs": "<base64 of application/ohttp-keys>",
-     "measurement": "<hex>", "issued_at": <unix>, "expires_at": <unix>,
-     "binding": "<hex SHA-512 of the key_configs bytes>"}
-
-On a TEE the binding is what goes into the hardware report's report data, and
-the platform adds its evidence, endorsements and a transparency proof; the
-provider for each platform plugs in behind :class:`EvidenceProvider`. The
-``dev`` provider here is a software stand-in: its measurement is a SHA-256 over
-the source files the backend runs (``hushbrief/backend``, ``hushbrief/engines``,
-``hushbrief/ohttp``, sorted by path) and the effective engine settings (no
-secrets), so it changes whenever the code or the engine does, but nothing
-vouches for it. Clients refuse ``dev`` unless told otherwise.
-
-A bundle is built for each GET from the current key configurations: it is
-public, cheap, and changes when the keys rotate.
+Hardware platforms live in :mod:`hushbrief.backend.platforms` (``sev-snp`` and
+``tdx`` through configfs-tsm, ``nitro`` through the NSM device). The ``dev``
+provider here is a software stand-in for local runs and tests: its
+measurement is a SHA-256 over the source files the backend runs
+(``hushbrief/backend``, ``hushbrief/engines``, ``hushbrief/ohttp``,
+``hushbrief/evidence``, sorted by path) and the effective engine settings (no
+secrets); its "evidence" is a statement signed by an Ed25519 key made in
+memory at start. That proves the statement is internally consistent and
+nothing else: no hardware vouches for it, and bots refuse it unless told
+otherwise.
 """
 
 from __future__ import annotations
@@ -27,35 +23,37 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from hushbrief.evidence.bundle import EvidenceBundle, Platform, TransparencyProof, binding
+from hushbrief.evidence.dev import DEV_FORMAT, dev_statement
+
 __all__ = [
-    "BUNDLE_VERSION",
     "PLATFORMS",
     "DevEvidenceProvider",
     "EvidenceProvider",
-    "binding",
+    "TransparencyHook",
     "dev_measurement",
     "provider_for",
 ]
 
-BUNDLE_VERSION = 1
-PLATFORMS = ("dev",)
-"""Platforms with an evidence provider; the attestation work adds sev-snp, tdx, nitro."""
+PLATFORMS = ("dev", "sev-snp", "tdx", "nitro")
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-MEASURED_PACKAGES = ("backend", "engines", "ohttp")
+MEASURED_PACKAGES = ("backend", "engines", "ohttp", "evidence")
 """The parts of ``hushbrief`` that run inside the backend's trust boundary."""
 
-
-def binding(key_configs: bytes) -> str:
-    """The value a platform report binds: SHA-512 over the ``application/ohttp-keys`` bytes."""
-    return hashlib.sha512(key_configs).hexdigest()
+TransparencyHook = Callable[[str, str], TransparencyProof | None]
+"""(measurement, platform) → the log's inclusion proof for this build, if published."""
 
 
 class EvidenceProvider(Protocol):
-    """Builds evidence bundles for one platform (``dev``, later ``sev-snp``, ``tdx``, ``nitro``)."""
+    """Builds evidence bundles for one platform."""
 
     @property
     def platform(self) -> str: ...
@@ -93,36 +91,46 @@ def dev_measurement(
 
 
 class DevEvidenceProvider:
-    """The ``dev`` platform: a software measurement and no hardware evidence."""
+    """The ``dev`` platform: a software measurement, a signature by an in-memory key."""
 
-    def __init__(self, engine_settings: Mapping[str, Any]) -> None:
+    def __init__(self, engine_settings: Mapping[str, Any], *,
+                 transparency: TransparencyHook | None = None,
+                 entropy: Callable[[int], bytes] = os.urandom) -> None:
         self._measurement = dev_measurement(engine_settings)
+        self._key = Ed25519PrivateKey.from_private_bytes(entropy(32))
+        self._public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._transparency = transparency
 
     def __repr__(self) -> str:
         return f"DevEvidenceProvider(measurement={self._measurement[:16]}…)"
 
+    def __reduce__(self) -> Any:
+        raise TypeError("evidence providers hold keys and are never pickled")
+
     @property
     def platform(self) -> str:
-        return "dev"
+        return Platform.DEV.value
 
     @property
     def measurement(self) -> str:
         return self._measurement
 
     def bundle(self, key_configs: bytes, *, now: float, expires_at: float) -> dict[str, Any]:
-        return {
-            "version": BUNDLE_VERSION,
-            "platform": self.platform,
-            "key_configs": base64.b64encode(key_configs).decode("ascii"),
-            "measurement": self._measurement,
-            "issued_at": int(now),
-            "expires_at": int(expires_at),
-            "binding": binding(key_configs),
-        }
+        statement = dev_statement(self._measurement, binding(key_configs), self._public)
+        proof = (self._transparency(self._measurement, self.platform)
+                 if self._transparency is not None else None)
+        return EvidenceBundle(
+            platform=self.platform, key_configs=key_configs, evidence=statement,
+            endorsements={"format": DEV_FORMAT,
+                          "signature": base64.b64encode(self._key.sign(statement)).decode()},
+            measurement=self._measurement, issued_at=int(now), expires_at=int(expires_at),
+            transparency=proof,
+        ).to_json()
 
 
-def provider_for(platform: str, engine_settings: Mapping[str, Any]) -> EvidenceProvider:
-    """The evidence provider for ``platform``; only ``dev`` exists so far."""
+def provider_for(platform: str, engine_settings: Mapping[str, Any], *,
+                 transparency: TransparencyHook | None = None) -> EvidenceProvider:
+    """The evidence provider for ``platform`` on this machine."""
     if platform == "dev":
-        return DevEvidenceProvider(engine_settings)
+        return DevEvidenceProvider(engine_settings, transparency=transparency)
     raise ValueError(f"unknown platform {platform!r}; available: {', '.join(PLATFORMS)}")

@@ -49,6 +49,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request as HTTPRequest
@@ -56,7 +57,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from hushbrief.backend.errors import BadRequest, InternalError
-from hushbrief.backend.evidence import EvidenceProvider, provider_for
+from hushbrief.backend.evidence import EvidenceProvider, TransparencyHook, provider_for
 from hushbrief.backend.inner import (
     PROBLEM_JSON,
     EngineSlot,
@@ -68,6 +69,7 @@ from hushbrief.backend.inner import (
 from hushbrief.backend.keys import KeyRing
 from hushbrief.backend.replay import DateCheck, ReplayRegister, http_date, parse_http_date
 from hushbrief.backend.settings import BackendSettings
+from hushbrief.backend.transparency import FileTransparency, LogTransparency
 from hushbrief.backend.workers import Admission, AsyncEngine, ThreadedEngine
 from hushbrief.engines.base import Engine
 from hushbrief.engines.extractive import ExtractiveEngine
@@ -155,8 +157,15 @@ def create_app(
     if keyring is None:
         keyring = KeyRing(key_grace=settings.key_grace, rotate_every=every, clock=clock,
                           entropy=entropy)
+    log_source: LogTransparency | None = None
+    hook: TransparencyHook | None = None
+    if settings.transparency_url:
+        hook = log_source = LogTransparency(settings.transparency_url,
+                                            refresh=settings.transparency_refresh)
+    elif settings.transparency_file:
+        hook = FileTransparency(Path(settings.transparency_file))
     if evidence is None:
-        evidence = provider_for(platform, settings.public_engine_settings())
+        evidence = provider_for(platform, settings.public_engine_settings(), transparency=hook)
     built = _build_engines(settings) if engines is None else dict(engines)
     if not built:
         raise ValueError("at least one engine is needed")
@@ -183,6 +192,13 @@ def create_app(
         if state.keyring.rotate_every:
             state.tasks.append(asyncio.create_task(_keep_keys(state.keyring),
                                                    name="hushbrief-key-rotation"))
+        if log_source is not None:
+            # The first fetch completes before the app serves, so the first bundle a
+            # client sees already carries the proof.
+            await log_source.fetch(evidence.measurement, evidence.platform)
+            state.tasks.append(asyncio.create_task(
+                log_source.keep_fresh(evidence.measurement, evidence.platform),
+                name="hushbrief-transparency"))
         log.info("backend up: platform=%s, engines=%s, measurement=%s",
                  platform, ",".join(slots), evidence.measurement[:16])
         try:

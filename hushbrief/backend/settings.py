@@ -118,6 +118,12 @@ class BackendSettings:
     """Summaries computed at once; 0: the number of CPUs."""
     queue_limit: int = 64
     """Summaries that may wait for a free slot; beyond that the answer is an inner 503."""
+    transparency_file: str = ""
+    """A ``hushbrief log prove`` JSON file with this build's inclusion proof."""
+    transparency_url: str = ""
+    """A transparency log server (``hushbrief log serve``) to fetch the proof from."""
+    transparency_refresh: int = 600
+    """Seconds between fetches from ``transparency_url``."""
 
     @property
     def engines(self) -> tuple[str, ...]:
@@ -159,6 +165,9 @@ _CHECKS: dict[str, Check] = {
     "bundle_ttl": duration(60, 30 * _DAY),
     "concurrency": integer(0, 4096),
     "queue_limit": integer(0, 1_000_000),
+    "transparency_file": string,
+    "transparency_url": url("http", "https"),
+    "transparency_refresh": duration(10, _DAY),
 }
 assert set(_CHECKS) == {f.name for f in fields(BackendSettings)}
 
