@@ -86,6 +86,37 @@ def url(*schemes: str, empty: bool = True) -> Check:
     return check
 
 
+def string_list(*choices: str) -> Check:
+    """A list of strings, each one of ``choices`` if any are given; duplicates dropped."""
+    def check(v: Any) -> tuple[str, ...]:
+        if isinstance(v, str):  # the environment gives "a,b"
+            v = [part.strip() for part in v.split(",") if part.strip()]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ValueError("a list of strings" + (
+                " from " + ", ".join(f'"{c}"' for c in choices) if choices else ""))
+        if choices and any(x not in choices for x in v):
+            raise ValueError("a list of strings from " + ", ".join(f'"{c}"' for c in choices))
+        return tuple(dict.fromkeys(v))
+    return check
+
+
+def int_table(keys: tuple[str, ...], low: int, high: int) -> Check:
+    """An inline table mapping some of ``keys`` to whole numbers from ``low`` to ``high``."""
+    def check(v: Any) -> dict[str, int]:
+        expected = ("a table such as { " + ", ".join(f"{k} = 0" for k in keys)
+                    + f" }} with numbers from {low} to {high}")
+        if not isinstance(v, dict):
+            raise ValueError(expected)
+        out: dict[str, int] = {}
+        for key, value in v.items():
+            if key not in keys or isinstance(value, bool) or not isinstance(value, int) \
+                    or not low <= value <= high:
+                raise ValueError(expected)
+            out[key] = value
+        return out
+    return check
+
+
 # --- loading ------------------------------------------------------------------------------
 
 _ENV_BOOLS = {"true": True, "1": True, "yes": True, "on": True,

@@ -164,7 +164,7 @@ def test_db_upgrade_downgrade_current(tmp_path: Path) -> None:
     env = {"HUSHBRIEF_STORAGE_DATA_DIR": str(tmp_path / "d")}
     up = hushbrief("db", "upgrade", env=env)
     assert up.returncode == 0, up.stderr
-    assert "revision 0001" in up.stdout
+    assert "revision 0002" in up.stdout
     down = hushbrief("db", "downgrade", "base", env=env)
     assert down.returncode == 0 and "base (empty)" in down.stdout
     cur = hushbrief("db", "current", env=env)

@@ -16,7 +16,7 @@ from sqlalchemy import inspect
 from hushbrief.bot.storage import Base, Database, MigrationError
 from tests.conftest_db import REPO_ROOT, run_racing_processes
 
-APP_TABLES = {"consent", "chat_policy"}
+APP_TABLES = {"consent", "chat_policy", "log_checkpoint"}
 
 
 def _tables(db: Database) -> set[str]:
@@ -32,7 +32,7 @@ def _schema_diff(db: Database) -> list[object]:
 
 def test_fresh_database_has_no_revision(db: Database) -> None:
     assert db.current_revision() is None
-    assert db.head_revision() == "0001"
+    assert db.head_revision() == "0002"
     assert not _tables(db) & APP_TABLES
 
 
@@ -95,7 +95,7 @@ db.dispose()
 def test_two_processes_upgrading_at_once(db_url: str, tmp_path: Path) -> None:
     # Two bot replicas starting together: both must succeed, the schema exists once.
     outputs = run_racing_processes(_UPGRADE_RACER, [[db_url], [db_url]], tmp_path)
-    assert [o.strip() for o in outputs] == ["0001", "0001"]
+    assert [o.strip() for o in outputs] == ["0002", "0002"]
     db = Database(db_url)
     try:
         assert _schema_diff(db) == []
@@ -113,10 +113,10 @@ def test_alembic_cli_with_the_repository_ini(db_url: str, tmp_path: Path) -> Non
             timeout=120, check=False,
         )
         assert result.returncode == 0, result.stderr
-    assert "0001 (head)" in result.stdout
+    assert "0002 (head)" in result.stdout
     db = Database(db_url)
     try:
-        assert db.current_revision() == "0001"
+        assert db.current_revision() == "0002"
         assert _tables(db) >= APP_TABLES
     finally:
         db.dispose()
@@ -129,3 +129,13 @@ def test_schema_comparison_notices_a_drift(migrated_db: Database) -> None:
     diff = _schema_diff(migrated_db)
     assert diff
     assert any("ix_consent_user_hash" in repr(d) for d in diff)
+
+
+def test_step_by_step_up_and_down(migrated_db: Database) -> None:
+    """Each revision on its own: 0002 adds the checkpoint table and takes it away again."""
+    migrated_db.downgrade("0001")
+    assert "log_checkpoint" not in _tables(migrated_db)
+    assert {"consent", "chat_policy"} <= _tables(migrated_db)
+    migrated_db.upgrade("0002")
+    assert "log_checkpoint" in _tables(migrated_db)
+    assert _schema_diff(migrated_db) == []

@@ -28,11 +28,13 @@ from hushbrief.tomlconfig import (
     ConfigError,
     boolean,
     choice,
+    int_table,
     integer,
     load_sections,
     number,
     path,
     string,
+    string_list,
     url,
 )
 
@@ -95,6 +97,24 @@ class MatrixConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AttestationConfig:
+    platforms: tuple[str, ...] = ("sev-snp", "tdx", "nitro")
+    """Hardware platforms whose evidence the bot accepts."""
+    measurements: tuple[str, ...] = ()
+    """Hex measurements accepted; empty: any measurement the transparency log holds."""
+    log_origin: str = ""
+    """The transparency log's origin line; with log_key, measurements must be in that log."""
+    log_key: str = ""
+    """The log's note verifier key, "<name>+<key id>+<base64 key>"."""
+    log_url: str = ""
+    """The log's server, asked for consistency proofs when a newer checkpoint appears."""
+    allow_dev: bool = False
+    """Accept the dev platform (no hardware protects it): local runs and tests only."""
+    snp_min_tcb: dict[str, int] = field(default_factory=dict)
+    """Minimum SEV-SNP TCB components, e.g. { bootloader = 3, snp = 8, microcode = 115 }."""
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
 
@@ -107,6 +127,7 @@ class Config:
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     matrix: MatrixConfig = field(default_factory=MatrixConfig)
     policy_defaults: Policy = field(default_factory=Policy)
+    attestation: AttestationConfig = field(default_factory=AttestationConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: str = "defaults"
     """Where the configuration came from, for messages."""
@@ -135,6 +156,16 @@ def _hex_key(v: Any) -> str:
         if len(raw) < 32:
             raise ValueError("empty, or at least 64 hex digits")
     return s
+
+
+def _hex_list(v: Any) -> tuple[str, ...]:
+    values = string_list()(v)
+    for value in values:
+        try:
+            bytes.fromhex(value)
+        except ValueError:
+            raise ValueError("a list of hex measurements") from None
+    return tuple(value.lower() for value in values)
 
 
 def _processing(v: Any) -> Processing:
@@ -195,6 +226,15 @@ _SCHEMA: dict[str, tuple[type[Any], dict[str, Check]]] = {
     }),
     # A chat's processing default is [processing] mode, so it is not repeated here.
     "policy_defaults": (Policy, {k: _policy_check(k) for k in POLICY_KEYS if k != "processing"}),
+    "attestation": (AttestationConfig, {
+        "platforms": string_list("sev-snp", "tdx", "nitro", "dev"),
+        "measurements": _hex_list,
+        "log_origin": string,
+        "log_key": string,
+        "log_url": url("http", "https"),
+        "allow_dev": boolean,
+        "snp_min_tcb": int_table(("bootloader", "tee", "snp", "microcode", "fmc"), 0, 255),
+    }),
     "logging": (LoggingConfig, {"level": choice("debug", "info", "warning", "error")}),
 }
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Connection,
     Engine,
@@ -147,8 +150,23 @@ class ChatPolicy(Base):
     length: Mapped[int | None] = mapped_column(Integer)
 
 
+class LogCheckpoint(Base):
+    """The newest transparency-log checkpoint this bot verified: its size and root.
+
+    One row per configured log. ``log_id`` is derived from the log's public origin
+    and key (see ``hushbrief.bot.attestation.checkpoints``); nothing else is kept.
+    """
+
+    __tablename__ = "log_checkpoint"
+
+    log_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(HASH_BYTES), nullable=False)
+
+
 consent_table: Final = cast(Table, Consent.__table__)
 chat_policy_table: Final = cast(Table, ChatPolicy.__table__)
+log_checkpoint_table: Final = cast(Table, LogCheckpoint.__table__)
 
 
 def _policy_column_type(field_type: Any) -> type[Any]:
@@ -190,6 +208,28 @@ _SQLITE_BEGIN_OPTION: Final = "hushbrief_sqlite_begin"
 _PG_MIGRATION_LOCK: Final = 0x6875736862726966  # "hushbrif"
 # SQLSTATEs that mean "contention, try again" rather than a broken statement.
 _PG_BUSY_STATES: Final = frozenset({"40001", "40P01", "55P03", "57014"})
+
+
+def _ensure_wal(cursor: Any, timeout: float) -> None:
+    """Switch a SQLite file to WAL, waiting while another process holds it.
+
+    Changing the journal mode needs the database to itself and SQLite answers
+    "database is locked" at once rather than calling the busy handler, so two
+    processes opening a new file together (two replicas, or two starts of the
+    demo) would fail without this retry. Once the file is in WAL mode, reading
+    the mode needs no lock at all.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def default_url(data_dir: Path) -> str:
@@ -313,7 +353,7 @@ class Database:
                 if not in_memory:
                     # WAL lets readers proceed while another process writes; the
                     # mode is stored in the file, so this is a no-op after first use.
-                    cursor.execute("PRAGMA journal_mode = WAL")
+                    _ensure_wal(cursor, self._busy_timeout)
                 cursor.execute("PRAGMA foreign_keys = ON")
                 # synchronous stays at its default (FULL): an acknowledged /optout
                 # must survive a power cut.
