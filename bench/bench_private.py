@@ -39,7 +39,7 @@ from hushbrief.adapters.console.chat import ConsolePlatform
 from hushbrief.bot.app import Bot, open_bot
 from hushbrief.bot.config import Config
 from hushbrief.bot.events import ChatMessage, ChatRef, CommandReceived, Member, ReplyKind
-from hushbrief.bot.private import build_private_processor
+from hushbrief.bot.private import build_private_processor, unattested
 from hushbrief.engines.base import SummaryOptions, Turn
 from hushbrief.ohttp.bhttp import Request, Response, encode_request, encode_response
 from hushbrief.ohttp.encapsulation import Gateway, encapsulate_request
@@ -180,7 +180,8 @@ def ohttp_cost(repeat: int = 2000) -> None:
 
 async def throughput(url: str, seconds: float, clients: int = 50) -> float:
     """Summaries per second with ``clients`` concurrent OHTTP clients against ``url``."""
-    processors = [build_private_processor(url) for _ in range(clients)]
+    # The bare OHTTP path: attestation is measured by bench_attestation.py.
+    processors = [build_private_processor(url, keys=unattested(url)) for _ in range(clients)]
     turns, options = thread(50), SummaryOptions(max_words=60)
     done = 0
     stop = time.monotonic() + seconds

@@ -1,0 +1,3 @@
+"""Hushbrief: a private summary bot for group chats."""
+
+__version__ = "0.1.0"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 from hushbrief.bot.config import Config, ConfigError, load_config
@@ -120,14 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backend.add_argument("--listen", required=True, metavar="HOST:PORT",
                          help="address to listen on, e.g. 127.0.0.1:8443")
-    backend.add_argument("--platform", choices=["dev"], default="dev",
-                         help="where the evidence comes from; dev: a software stand-in for a "
-                              "TEE, for local runs and tests only (default: dev)")
+    backend.add_argument("--platform", choices=["dev", "sev-snp", "tdx", "nitro"],
+                         default="dev",
+                         help="where the evidence comes from: sev-snp and tdx through the "
+                              "kernel's configfs-tsm, nitro through /dev/nsm; dev is a "
+                              "software stand-in that bots refuse unless [attestation] "
+                              "allow_dev = true (default: dev)")
     backend.add_argument("--rotate-every", default=None, metavar="DURATION",
                          help="make a new key every DURATION (e.g. 6h, 1d; 0 = never; at "
                               "least 60s); the previous key stays accepted for [backend] "
                               "key_grace; default: [backend] rotate_every")
     _config_arg(backend)
+
+    from hushbrief.bot.attestation.commands import add_commands as add_attestation_commands
+    from hushbrief.tlog.cli import add_log_commands
+
+    add_attestation_commands(sub, _config_arg)
+    add_log_commands(sub)
 
     check = sub.add_parser("config", help="validate a configuration and print it",
                            description="Validate the configuration and print the effective "
@@ -171,6 +182,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _relay(args)
         if args.command == "backend":
             return _backend(args)
+        if args.command == "log":
+            from hushbrief.tlog.cli import run_log_command
+
+            return run_log_command(args)
+        if args.command == "attest":
+            from hushbrief.bot.attestation.commands import run_attest_verify
+
+            return run_attest_verify(args)
+        if args.command == "audit":
+            return _audit(args)
     except (ConfigError, StorageError, TranscriptError, ServiceSettingsError) as exc:
         print(f"hushbrief: {exc}", file=sys.stderr)
         usage = isinstance(exc, ConfigError | ServiceSettingsError)
@@ -208,11 +229,19 @@ async def _demo_async(args: argparse.Namespace, data_dir: Path) -> int:
                                                         mode=Processing.LOCAL))
             where = "Summaries are made locally, in this process (--local)."
         else:
-            relay_url = await stack.enter_async_context(_demo_private_path())
-            config = replace(config, processing=replace(
-                config.processing, mode=Processing.PRIVATE, relay_url=relay_url))
-            where = (f"Summaries go encrypted (Oblivious HTTP) through a relay at {relay_url} to "
-                     "a development backend on this machine; --local keeps them in-process.")
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="hushbrief-demo-services-")))
+            path = await stack.enter_async_context(_demo_private_path(work))
+            config = replace(
+                config,
+                processing=replace(config.processing, mode=Processing.PRIVATE,
+                                   relay_url=path.relay_url),
+                attestation=replace(config.attestation, allow_dev=True,
+                                    log_origin=path.log_origin, log_key=path.log_key))
+            where = (f"Summaries go encrypted (Oblivious HTTP) through a relay at "
+                     f"{path.relay_url} to a development backend on this machine, whose build "
+                     "is checked against a transparency log first (dev attestation: no "
+                     "hardware); --local keeps them in-process.")
         bot = open_bot(config)
         stack.push_async_callback(bot.aclose)
         chat = ConsoleChat(core=bot.core, color=interactive and sys.stdout.isatty())
@@ -228,23 +257,46 @@ async def _demo_async(args: argparse.Namespace, data_dir: Path) -> int:
     raise AssertionError("unreachable")
 
 
-def _demo_private_path() -> AbstractAsyncContextManager[str]:
-    """A development backend and a relay in front of it, on loopback; yields the relay URL."""
+@dataclass(frozen=True)
+class _DemoPath:
+    relay_url: str
+    log_origin: str
+    log_key: str
+
+
+def _demo_private_path(work: Path) -> AbstractAsyncContextManager[_DemoPath]:
+    """A development backend, published in a fresh transparency log, behind a relay.
+
+    Everything runs on loopback; the log lives in ``work`` (a temporary directory).
+    The bot then checks the dev evidence, the key binding and the log exactly as it
+    would check hardware evidence — only the hardware root is missing, which is why
+    the demo allows dev attestation and every summary says so.
+    """
     from contextlib import asynccontextmanager
 
+    from hushbrief import __version__
     from hushbrief.backend import BackendSettings
     from hushbrief.backend import create_app as backend_app
+    from hushbrief.evidence.bundle import ReleaseRecord
     from hushbrief.loopback import serve_on_loopback
     from hushbrief.relay import RelaySettings
     from hushbrief.relay import create_app as relay_app
+    from hushbrief.tlog.store import init as init_log
 
     @asynccontextmanager
-    async def private_path() -> AsyncIterator[str]:
-        async with serve_on_loopback(backend_app(BackendSettings(), platform="dev"),
-                                     name="backend") as backend_url, \
+    async def private_path() -> AsyncIterator[_DemoPath]:
+        proof_file = work / "transparency.json"
+        backend = backend_app(BackendSettings(transparency_file=str(proof_file)),
+                              platform="dev")
+        measurement = backend.state.backend.evidence.measurement
+        tlog = init_log(work / "log", "demo.hushbrief.invalid/log")
+        tlog.add(ReleaseRecord(measurement=measurement, platform="dev",
+                               version=__version__, source="hushbrief demo (local build)"))
+        proof_file.write_text(json.dumps(tlog.prove(measurement, "dev").to_json()))
+        async with serve_on_loopback(backend, name="backend") as backend_url, \
                 serve_on_loopback(relay_app(RelaySettings(gateway_url=backend_url)),
                                   name="relay") as relay_url:
-            yield relay_url
+            yield _DemoPath(relay_url, tlog.origin, tlog.verifier.key_string)
 
     return private_path()
 
@@ -349,6 +401,14 @@ def _backend(args: argparse.Namespace) -> int:
     logging.getLogger("hushbrief").setLevel(logging.INFO)
     run(settings, host=host, port=port, platform=args.platform, rotate_every=rotate)
     return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from hushbrief.bot.app import attestation_policy
+    from hushbrief.bot.attestation.commands import run_audit
+
+    config = _load(args.config)
+    return run_audit(args, attestation_policy(config.attestation), config.attestation.log_url)
 
 
 def _config(args: argparse.Namespace) -> int:

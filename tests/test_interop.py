@@ -45,7 +45,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hushbrief.bot.private import build_private_processor
+from hushbrief.bot.private import build_private_processor, unattested
 from hushbrief.engines.base import SummaryOptions, Turn
 from hushbrief.engines.extractive import ExtractiveEngine
 from hushbrief.ohttp.bhttp import (
@@ -345,7 +345,7 @@ def test_backend_refuses_a_stale_date_from_the_independent_client(
 # --- B: Hushbrief's bot client against the independent gateway -------------------------------
 
 async def _summarize_via(url: str) -> Any:
-    processor = build_private_processor(url, timeout=30.0)
+    processor = build_private_processor(url, timeout=30.0, keys=unattested(url))
     try:
         return await processor.summarize(THREAD, OPTIONS)
     finally:
@@ -389,7 +389,7 @@ async def test_bot_client_uses_the_suite_the_independent_gateway_offers(
 async def test_bot_client_follows_a_key_rotation_of_the_independent_gateway(node: Node) -> None:
     with js_gateway(node) as gateway, \
             serve(create_relay_app(RelaySettings(gateway_url=gateway.url))) as relay_url:
-        processor = build_private_processor(relay_url, timeout=30.0)
+        processor = build_private_processor(relay_url, timeout=30.0, keys=unattested(relay_url))
         try:
             first = await processor.summarize(THREAD[:2], OPTIONS)
             new_key_id = gateway.rotate()

@@ -43,6 +43,10 @@ class RecordingProcessor:
         self.seen.append(list(turns))
         return await self.inner.summarize(turns, options)
 
+    @property
+    def privacy_note(self) -> str | None:
+        return None
+
     def everything(self) -> str:
         return "\n".join(f"{t.speaker}\x00{t.text}" for turns in self.seen for t in turns)
 

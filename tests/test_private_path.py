@@ -27,7 +27,7 @@ from hushbrief.bot.app import Bot, open_bot
 from hushbrief.bot.config import Config
 from hushbrief.bot.events import Reply, ReplyKind
 from hushbrief.bot.policy import Processing
-from hushbrief.bot.private import build_private_processor
+from hushbrief.bot.private import build_private_processor, unattested
 from hushbrief.engines.base import SummaryOptions, Turn
 from hushbrief.ohttp.bhttp import decode_request
 from hushbrief.relay import RelaySettings
@@ -111,8 +111,13 @@ def private_path() -> Iterator[PrivatePath]:
 
 @pytest.fixture
 def private_config(config: Config, private_path: PrivatePath) -> Config:
-    return replace(config, processing=replace(
-        config.processing, mode=Processing.PRIVATE, relay_url=private_path.relay_url))
+    """Private processing through the loopback relay; the dev backend is allowed (these
+    tests are about the OHTTP path; tests/test_attestation.py covers the checks)."""
+    return replace(
+        config,
+        processing=replace(config.processing, mode=Processing.PRIVATE,
+                           relay_url=private_path.relay_url),
+        attestation=replace(config.attestation, allow_dev=True))
 
 
 @pytest.fixture
@@ -210,7 +215,8 @@ async def test_unreachable_relay_is_one_sentence_and_the_bot_keeps_running(
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     bot = open_bot(replace(config, processing=replace(
-        config.processing, mode=Processing.PRIVATE, relay_url=dead)), clock=clock)
+        config.processing, mode=Processing.PRIVATE, relay_url=dead),
+        attestation=replace(config.attestation, allow_dev=True)), clock=clock)
     try:
         chat = ChatDriver(ConsoleChat(core=bot.core, out=io.StringIO(), clock=clock), clock)
         await chat.say("alice", "/optin")
@@ -228,7 +234,8 @@ async def test_backend_down_behind_the_relay(config: Config, clock: Clock) -> No
     relay = relay_app(RelaySettings(gateway_url=f"http://127.0.0.1:{free_port()}"))
     with serve(relay) as relay_url:
         bot = open_bot(replace(config, processing=replace(
-            config.processing, mode=Processing.PRIVATE, relay_url=relay_url)), clock=clock)
+            config.processing, mode=Processing.PRIVATE, relay_url=relay_url),
+            attestation=replace(config.attestation, allow_dev=True)), clock=clock)
         try:
             chat = ChatDriver(ConsoleChat(core=bot.core, out=io.StringIO(), clock=clock), clock)
             await chat.say("alice", "/optin")
@@ -257,7 +264,8 @@ class _Tamper(httpx.AsyncBaseTransport):
 
 
 async def test_tampered_response_is_discarded(private_path: PrivatePath) -> None:
-    processor = build_private_processor(private_path.relay_url, outer_transport=_Tamper())
+    processor = build_private_processor(private_path.relay_url, outer_transport=_Tamper(),
+                                        keys=unattested(private_path.relay_url))
     try:
         from hushbrief.bot.processing import ProcessingError
 
@@ -268,7 +276,8 @@ async def test_tampered_response_is_discarded(private_path: PrivatePath) -> None
 
 
 async def test_key_rotation_is_followed(private_path: PrivatePath) -> None:
-    processor = build_private_processor(private_path.relay_url)
+    processor = build_private_processor(private_path.relay_url,
+                                        keys=unattested(private_path.relay_url))
     keyring = private_path.backend_app.state.backend.keyring
     try:
         first = await processor.summarize([Turn("P1", "first thread text")], SummaryOptions())

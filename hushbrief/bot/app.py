@@ -12,7 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hushbrief.bot.config import Config
+import httpx
+
+from hushbrief.bot.attestation.checkpoints import CheckpointStore
+from hushbrief.bot.attestation.source import AttestedKeySource, LogConsistencyClient
+from hushbrief.bot.attestation.verify import AttestationPolicy, LogPolicy
+from hushbrief.bot.config import AttestationConfig, Config
 from hushbrief.bot.consent import ConsentStore
 from hushbrief.bot.core import Hushbrief
 from hushbrief.bot.events import ChatRef
@@ -75,9 +80,23 @@ def open_bot(
     }
     private = None
     if config.processing.relay_url:
+        relay_url = config.processing.relay_url
+        policy = attestation_policy(config.attestation)
+        checkpoints = CheckpointStore(database)
+        log_url = config.attestation.log_url
+
+        def attested(outer: httpx.AsyncClient) -> AttestedKeySource:
+            return AttestedKeySource(
+                outer, relay_url, policy, checkpoints=checkpoints,
+                log_client=LogConsistencyClient(outer, log_url) if log_url else None)
+
+        note = None
+        if policy.allow_dev:
+            note = ("This bot also accepts a development backend (dev attestation): no "
+                    "hardware protects summaries made there, and each such summary says so.")
         private = build_private_processor(
-            config.processing.relay_url, timeout=config.processing.timeout,
-            engine=config.processing.private_engine)
+            relay_url, keys=attested, timeout=config.processing.timeout,
+            engine=config.processing.private_engine, privacy_note=note)
         processors[Processing.PRIVATE] = private
     elif config.processing.mode is Processing.PRIVATE:
         log.warning("private processing is the default but [processing] relay_url is empty: "
@@ -94,6 +113,19 @@ def open_bot(
     log.info("bot ready database=%s processing_default=%s", database.dialect,
              config.processing.mode)
     return Bot(core=core, database=database, window=window, hasher=hasher, private=private)
+
+
+def attestation_policy(config: AttestationConfig) -> AttestationPolicy:
+    """``[attestation]`` as the verifier's policy."""
+    log = None
+    if config.log_origin or config.log_key:
+        log = LogPolicy(origin=config.log_origin, key=config.log_key)
+    return AttestationPolicy(
+        platforms=frozenset(config.platforms),
+        measurements=frozenset(config.measurements), log=log,
+        allow_dev=config.allow_dev,
+        snp_min_tcb=dict(config.snp_min_tcb),
+    )
 
 
 def _chat_tag(hasher: IdentifierHasher, chat: ChatRef) -> str:

@@ -227,7 +227,7 @@ _SCHEMA: dict[str, tuple[type[Any], dict[str, Check]]] = {
     # A chat's processing default is [processing] mode, so it is not repeated here.
     "policy_defaults": (Policy, {k: _policy_check(k) for k in POLICY_KEYS if k != "processing"}),
     "attestation": (AttestationConfig, {
-        "platforms": string_list("sev-snp", "tdx", "nitro", "dev"),
+        "platforms": string_list("sev-snp", "tdx", "nitro"),
         "measurements": _hex_list,
         "log_origin": string,
         "log_key": string,

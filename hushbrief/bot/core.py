@@ -303,9 +303,14 @@ class Hushbrief:
             Processing.LOCAL: "Summaries of this chat are made on this bot's own host; "
                               "nothing leaves it.",
             Processing.PRIVATE: "Summaries of this chat are sent encrypted through an Oblivious "
-                                "HTTP relay to an attested backend: the relay cannot read them "
-                                "and the backend cannot tell who asked.",
+                                "HTTP relay to a backend whose code is checked by hardware "
+                                "attestation and a transparency log before anything is sent: "
+                                "the relay cannot read them and the backend cannot tell who "
+                                "asked.",
         }[policy.processing]
+        processor = self._processors.get(policy.processing)
+        if processor is not None and processor.privacy_note:
+            where += " " + processor.privacy_note
         return [self._reply(cmd, (
             "What I store: whether each member opted in, and each chat's settings, under keyed "
             "hashes of the chat and member IDs. Never a message, a name or a summary.\n"

@@ -12,9 +12,9 @@ timing, never the content; the gateway sees the content (pseudonymous turns),
 never this host's address. Only a whitelisted handful of inner headers travel,
 so nothing about this bot's software or identity rides along inside either.
 
-The key the transport encrypts to comes from a ``KeySource``. Here it is the
-relay-served key configuration list; attestation (a later layer) replaces it
-with keys bound to verified hardware evidence, and nothing is sent without one.
+The key the transport encrypts to comes from a ``KeySource``; the bot's is
+``AttestedKeySource``, which hands out only keys bound to verified evidence,
+so nothing is sent without one.
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ class GatewayKey:
     suite: SymmetricSuite
     measurement: str | None = None
     """The attested measurement behind this key, when an attesting source vouched for it."""
+    dev: bool = False
+    """Vouched for only by dev attestation: no hardware protects the backend."""
 
 
 class KeySource(Protocol):
@@ -114,11 +116,11 @@ class KeySource(Protocol):
 
 
 class RelayKeySource:
-    """Key configurations fetched through the relay (RFC 9540 discovery), cached briefly.
+    """Key configurations fetched through the relay (RFC 9540 discovery), UNVERIFIED.
 
-    Fetching through the relay keeps this host's address from the gateway even
-    for the key fetch. This source checks nothing about who holds the key; the
-    attestation layer wraps or replaces it.
+    This source checks nothing about who holds the key. The bot never uses it:
+    it uses ``hushbrief.bot.attestation.source.AttestedKeySource``. It exists for
+    interoperability tests and benchmarks of the bare OHTTP path.
     """
 
     def __init__(self, client: httpx.AsyncClient, relay_url: str, *, ttl: float = 300.0,
@@ -301,11 +303,17 @@ def _date_problem_skew(resp: httpx.Response, now: float) -> float | None:
 class PrivateProcessor:
     """Summaries made by the backend, reached only through the relay."""
 
-    def __init__(self, transport: OHTTPTransport, *, engine: str = "extractive") -> None:
+    def __init__(self, transport: OHTTPTransport, *, engine: str = "extractive",
+                 privacy_note: str | None = None) -> None:
         self._transport = transport
+        self._privacy_note = privacy_note
         # Timeouts live on the outer client, where the waiting happens.
         self._client = httpx.AsyncClient(transport=transport, timeout=None)  # noqa: S113
         self._engine = engine
+
+    @property
+    def privacy_note(self) -> str | None:
+        return self._privacy_note
 
     async def aclose(self) -> None:
         """Close the inner client, and with it the transport and the outer client."""
@@ -344,9 +352,12 @@ class PrivateProcessor:
         key = self._transport.last_key
         if not isinstance(measurement, str):
             measurement = key.measurement if key else None
-        where = "in the private backend"
+        notes = []
         if measurement:
-            where += f" (measurement {measurement[:12]}…)"
+            notes.append(f"measurement {measurement[:12]}…")
+        if key is not None and key.dev:
+            notes.append("dev attestation")
+        where = "in the private backend" + (f" ({', '.join(notes)})" if notes else "")
         return ProcessedSummary(text=summary, engine=engine,
                                 where=where + ", reached through the relay",
                                 measurement=measurement)
@@ -362,12 +373,22 @@ def _inner_failure(status: int) -> str:
     return "The private summarizer failed to make a summary; please try again later."
 
 
+def unattested(relay_url: str) -> Callable[[httpx.AsyncClient], KeySource]:
+    """A key-source factory that trusts whatever key the relay serves (tests, benchmarks)."""
+    return lambda outer: RelayKeySource(outer, relay_url)
+
+
 def build_private_processor(
-    relay_url: str, *, timeout: float = 60.0, engine: str = "extractive",
-    keys: Callable[[httpx.AsyncClient], KeySource] | None = None,
-    outer_transport: httpx.AsyncBaseTransport | None = None,
+    relay_url: str, *, keys: Callable[[httpx.AsyncClient], KeySource],
+    timeout: float = 60.0, engine: str = "extractive",
+    outer_transport: httpx.AsyncBaseTransport | None = None, privacy_note: str | None = None,
 ) -> PrivateProcessor:
-    """Wire the outer client, the key source and the transport; ``aclose()`` the result."""
+    """Wire the outer client, the key source and the transport; ``aclose()`` the result.
+
+    ``keys`` builds the key source from the outer client. The bot passes an
+    attested source; only tests and benchmarks use the unverified
+    :class:`RelayKeySource`, and must say so at the call site.
+    """
     outer = httpx.AsyncClient(
         transport=outer_transport,
         timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
@@ -376,6 +397,6 @@ def build_private_processor(
         follow_redirects=False, trust_env=False,
         headers={"user-agent": "hushbrief"},
     )
-    source = keys(outer) if keys is not None else RelayKeySource(outer, relay_url)
+    source = keys(outer)
     transport = OHTTPTransport(relay_url=relay_url, keys=source, outer=outer)
-    return PrivateProcessor(transport, engine=engine)
+    return PrivateProcessor(transport, engine=engine, privacy_note=privacy_note)

@@ -30,6 +30,11 @@ class ProcessingError(Exception):
 
 
 class Processor(Protocol):
+    @property
+    def privacy_note(self) -> str | None:
+        """A sentence /privacy adds about this processor, if any."""
+        ...
+
     async def summarize(self, turns: Sequence[Turn], options: SummaryOptions) -> ProcessedSummary:
         ...
 
@@ -39,6 +44,10 @@ class LocalProcessor:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+
+    @property
+    def privacy_note(self) -> str | None:
+        return None
 
     async def summarize(self, turns: Sequence[Turn], options: SummaryOptions) -> ProcessedSummary:
         try:

@@ -50,7 +50,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -163,8 +163,8 @@ def _check_chain(doc: NitroDocument, anchor: bytes, now: datetime,
     certs: list[x509.Certificate] = []
     for index, der in enumerate((*doc.cabundle, doc.certificate)):
         try:
-            certs.append(x509.load_der_x509_certificate(der))
-        except ValueError:
+            certs.append(_load_certificate(der))
+        except _CERT_ERRORS:
             where = "signing certificate" if index == len(doc.cabundle) \
                 else f"cabundle[{index}]"
             errors.append(f"The Nitro document's {where} is not a DER X.509 certificate.")
@@ -178,7 +178,7 @@ def _check_chain(doc: NitroDocument, anchor: bytes, now: datetime,
     for parent, child in itertools.pairwise(certs):
         try:
             child.verify_directly_issued_by(parent)
-        except (InvalidSignature, ValueError, TypeError):
+        except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
             errors.append(f"The certificate {_name(child)!r} is not signed by "
                           f"{_name(parent)!r}, the certificate before it in the bundle.")
     for depth, ca in enumerate(cas):
@@ -200,6 +200,11 @@ def _check_chain(doc: NitroDocument, anchor: bytes, now: datetime,
     if leaf_usage is None or not leaf_usage.digital_signature:
         errors.append(f"The signing certificate {_name(leaf)!r} may not make signatures.")
     for cert in certs:
+        # RFC 5280 §4.2: a critical extension the verifier does not know fails the certificate.
+        if any(ext.critical and isinstance(ext.value, x509.UnrecognizedExtension)
+               for ext in cert.extensions):
+            errors.append(f"The certificate {_name(cert)!r} has a critical extension "
+                          "Hushbrief does not know.")
         if now < cert.not_valid_before_utc:
             errors.append(f"The certificate {_name(cert)!r} is not valid until "
                           f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC, after the "
@@ -209,6 +214,19 @@ def _check_chain(doc: NitroDocument, anchor: bytes, now: datetime,
                           f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC, before the "
                           f"verification time {now:%Y-%m-%d %H:%M:%S} UTC.")
     return leaf, len(errors) == before
+
+
+_CERT_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+                x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType)
+
+
+def _load_certificate(der: bytes) -> x509.Certificate:
+    """Load and touch every part used later: cryptography parses some parts lazily."""
+    cert = x509.load_der_x509_certificate(der)
+    _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc,
+         cert.not_valid_after_utc, cert.public_key(), cert.signature_hash_algorithm)
+    return cert
 
 
 def _extension(cert: x509.Certificate, kind: type[_Ext]) -> _Ext | None:
