@@ -87,7 +87,7 @@ def open_bot(
 
         def attested(outer: httpx.AsyncClient) -> AttestedKeySource:
             return AttestedKeySource(
-                outer, relay_url, policy, checkpoints=checkpoints,
+                outer, relay_url, policy, checkpoints=checkpoints, clock=clock,
                 log_client=LogConsistencyClient(outer, log_url) if log_url else None)
 
         note = None
