@@ -150,7 +150,7 @@ def test_audit_of_a_dev_backend_fails_unless_dev_is_allowed(
     as_json = json.loads(hushbrief("audit", url, "--config", str(config), "--allow-dev",
                                    "--json").stdout)
     assert as_json["ok"] is True and as_json["platform"] == "dev"
-    assert [s["name"] for s in as_json["steps"]][0] == "fetch"
+    assert as_json["steps"][0]["name"] == "fetch"
 
 
 def test_audit_of_an_unreachable_deployment() -> None:

@@ -15,9 +15,9 @@ of trust") and aws-nitro-enclaves-nsm-api ``docs/attestation_process.md`` §3:
 3. Signature: ES384 over the RFC 9052 §4.4 ``Sig_structure`` with the signing
    certificate's key (COSE carries ``r || s``; it is re-encoded as DER for
    ``cryptography``).
-4. Debug: an enclave started with ``--debug-mode`` gets an attestation document
-   whose PCRs are all zeros, so PCR0 of zeros means debug and is refused unless
-   ``allow_debug``.
+4. Debug: an enclave started with ``--debug-mode`` gets attestation documents
+   whose PCRs are all zeros (and its console is readable from the parent), so
+   PCR0 of zeros means debug and is refused unless ``allow_debug``.
 5. PCRs equal ``expected_pcrs`` where given.
 
 Which time. ``now`` defaults to the document's own timestamp. That only proves
@@ -122,14 +122,15 @@ def verify_nitro(
     else:
         debug = not any(pcr0)
         if debug and not allow_debug:
-            errors.append("The Nitro enclave runs in debug mode (PCR0 is all zeros); "
-                          "its memory is open to the parent instance.")
+            errors.append("The Nitro enclave runs in debug mode (PCR0 is all zeros): "
+                          "nothing vouches for its code, and its console is open to the "
+                          "parent instance.")
     errors.extend(_pcr_mismatches(doc, expected_pcrs))
 
     report_data = doc.user_data if doc.user_data is not None \
         and len(doc.user_data) == _REPORT_DATA_BYTES else None
     if report_data is None:
-        size = "no user_data" if doc.user_data is None else f"{len(doc.user_data)} bytes"
+        size = "nothing" if doc.user_data is None else f"{len(doc.user_data)} bytes"
         errors.append(f"The Nitro document's user_data holds {size}, not the "
                       f"{_REPORT_DATA_BYTES}-byte binding of the key configurations.")
 

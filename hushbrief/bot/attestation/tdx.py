@@ -143,6 +143,10 @@ _DCAP_FAILURES: tuple[tuple[str, Check, str], ...] = (
     ("TCB status is invalid", "tcb", "Intel revoked this platform's TCB."),
     ("No matching TCB level", "tcb", "The TDX platform matches no TCB level Intel lists."),
     ("SEAMATTRIBUTES", "tcb", "The TDX module is not the one Intel's TCB info describes."),
+    ("Unknown QE vendor ID", "quote",
+     "The TDX quote does not come from Intel's quoting enclave (unknown QE vendor ID)."),
+    ("Unsupported DCAP attestation key type", "quote",
+     "The TDX quote uses an attestation key type dcap-qvl does not support."),
     ("Failed to decode quote", "quote", "dcap-qvl cannot decode the TDX quote."),
 )
 
@@ -245,7 +249,7 @@ def run_dcap_qvl(quote: bytes, collateral: Any, root_ca_der: bytes, now: datetim
     try:
         verified = dcap_qvl.verify_with_root_ca(quote, collateral, root_ca_der,
                                                 int(now.timestamp()))
-    except ValueError as exc:
+    except (ValueError, TypeError, RuntimeError) as exc:  # ValueError is documented
         message = str(exc)
         check, sentence = _classify(message)
         return DcapOutcome(failed=check, failure=sentence,
