@@ -26,15 +26,14 @@ On top of that, this module decides:
   exists and this platform does not run it), ``TDRelaunchAdvised*`` (the TDX
   module was updated under the running TD, which must restart to be covered) and
   ``Revoked``. Callers may pass their own ``accepted_tcb_statuses``.
-* Measurement = MRTD. MRTD is the one measurement the TDX module computes before
-  the TD runs (the TD firmware and its initial memory, as built), so it is
-  reproducible from the build and what the transparency log records. The RTMRs
-  are extended at run time (RTMR0 firmware configuration, RTMR1 boot loader and
-  kernel, RTMR2 kernel command line and initrd, RTMR3 the application) and can
-  only be recomputed together with an event log, which bundles do not carry; they
-  go in ``details`` and can be pinned with ``expected_rtmrs``. MRTD alone pins the
-  firmware, not the kernel and application on top of it: a deployment must pin
-  RTMR0-2 as well until the log records them.
+* Measurement = SHA-384 over MRTD, RTMR0, RTMR1 and RTMR2
+  (:meth:`hushbrief.evidence.tdx.TdReport.measurement`). MRTD alone pins only the
+  TD firmware (computed before the TD runs); RTMR0 (firmware configuration),
+  RTMR1 (boot loader and kernel) and RTMR2 (kernel command line and initrd) pin
+  the image on top of it and are reproducible for a fixed image, so the digest of
+  all four is what the transparency log records. RTMR3 (extended by user space
+  at run time) is left out; it and the raw registers go in ``details`` and can be
+  pinned with ``expected_rtmrs``.
 * Parser agreement. The fields this verdict reports come from
   :mod:`hushbrief.evidence.tdx`; they must equal what dcap-qvl verified, so that
   the two parsers cannot disagree about what was signed.
@@ -323,7 +322,7 @@ def tdx_verdict(quote: TdxQuote, outcome: DcapOutcome, *, allow_debug: bool = Fa
     }
     return PlatformVerdict(
         platform=PLATFORM, chain_valid=chain_valid, signature_valid=signature_valid,
-        measurement=report.mr_td.hex(), report_data=report.report_data,
+        measurement=report.measurement(), report_data=report.report_data,
         debug=attributes.debug, tcb=tcb, errors=tuple(errors), details=details,
     )
 
