@@ -165,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    from hushbrief.backend.errors import EvidenceUnavailable
     from hushbrief.bot.storage import StorageError
     from hushbrief.bot.transcripts import TranscriptError
     from hushbrief.relay.errors import SettingsError as ServiceSettingsError
@@ -192,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_attest_verify(args)
         if args.command == "audit":
             return _audit(args)
-    except (ConfigError, StorageError, TranscriptError, ServiceSettingsError) as exc:
+    except (ConfigError, StorageError, TranscriptError, ServiceSettingsError,
+            EvidenceUnavailable) as exc:
         print(f"hushbrief: {exc}", file=sys.stderr)
         usage = isinstance(exc, ConfigError | ServiceSettingsError)
         return EXIT_USAGE if usage else EXIT_FAILED

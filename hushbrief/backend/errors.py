@@ -52,6 +52,10 @@ class BackendError(Exception):
     """Root of the backend's tree."""
 
 
+class EvidenceUnavailable(BackendError, RuntimeError):
+    """The platform's evidence source (configfs-tsm, /dev/nsm) cannot produce evidence."""
+
+
 class InnerError(BackendError):
     """A failure answered with an encapsulated inner response of ``status``.
 

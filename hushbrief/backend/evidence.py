@@ -129,8 +129,26 @@ class DevEvidenceProvider:
 
 
 def provider_for(platform: str, engine_settings: Mapping[str, Any], *,
-                 transparency: TransparencyHook | None = None) -> EvidenceProvider:
-    """The evidence provider for ``platform`` on this machine."""
+                 transparency: TransparencyHook | None = None,
+                 pccs_url: str = "") -> EvidenceProvider:
+    """The evidence provider for ``platform`` on this machine.
+
+    Hardware providers are imported only when asked for: they talk to devices
+    that exist only inside their TEE.
+    """
     if platform == "dev":
         return DevEvidenceProvider(engine_settings, transparency=transparency)
+    if platform == "sev-snp":
+        from hushbrief.backend.platforms.sevsnp import SnpEvidenceProvider
+
+        return SnpEvidenceProvider(transparency=transparency)
+    if platform == "tdx":
+        from hushbrief.backend.platforms.tdx import TdxEvidenceProvider, pcs_collateral
+
+        return TdxEvidenceProvider(collateral=pcs_collateral(pccs_url),
+                                   transparency=transparency)
+    if platform == "nitro":
+        from hushbrief.backend.platforms.nitro import NitroEvidenceProvider
+
+        return NitroEvidenceProvider(transparency=transparency)
     raise ValueError(f"unknown platform {platform!r}; available: {', '.join(PLATFORMS)}")

@@ -287,7 +287,10 @@ class _GatewayEndpoints:
         now = self.s.clock()
         key_configs = self.s.keyring.key_configs()
         expires = min(now + self.s.settings.bundle_ttl, self.s.keyring.valid_until())
-        bundle = self.s.evidence.bundle(key_configs, now=now, expires_at=expires)
+        # Hardware providers talk to a device (configfs-tsm, /dev/nsm) the first time a
+        # key configuration is seen: keep that off the event loop.
+        bundle = await asyncio.to_thread(self.s.evidence.bundle, key_configs, now=now,
+                                         expires_at=expires)
         return JSONResponse(bundle, headers={"cache-control": "no-cache"})
 
     async def healthz(self, request: HTTPRequest) -> Response:

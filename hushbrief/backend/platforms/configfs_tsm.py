@@ -29,6 +29,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
+from hushbrief.backend.errors import EvidenceUnavailable
+
 __all__ = [
     "PROVIDERS",
     "TSM_REPORT_ROOT",
@@ -49,7 +51,7 @@ UNAVAILABLE = ("configfs-tsm is not available: is this a SEV-SNP or TDX guest wi
                "tsm_report module?")
 
 
-class TsmError(RuntimeError):
+class TsmError(EvidenceUnavailable):
     """The kernel did not produce a usable report; the message says which step failed."""
 
 

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import cbor2
 from cryptography import x509
 
+from hushbrief.backend.errors import EvidenceUnavailable
 from hushbrief.evidence.bundle import EvidenceBundle, Platform, TransparencyProof, binding
 from hushbrief.evidence.nitro import NitroDocument, NitroFormatError, parse_attestation_document
 
@@ -79,7 +80,7 @@ TransparencyHook = Callable[[str, str], "TransparencyProof | Mapping[str, Any] |
 Ioctl = Callable[[int, int, bytearray, bool], Any]
 
 
-class NsmError(RuntimeError):
+class NsmError(EvidenceUnavailable):
     """The NSM could not produce an attestation document; the message says why."""
 
 
