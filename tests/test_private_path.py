@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -122,6 +123,8 @@ def private_config(config: Config, private_path: PrivatePath) -> Config:
 
 @pytest.fixture
 async def private_bot(private_config: Config, clock: Clock) -> Any:
+    # The backend stamps its evidence with the real time; the bot's clock must agree.
+    clock.now = time.time()
     bot = open_bot(private_config, clock=clock)
     yield bot
     await bot.aclose()
