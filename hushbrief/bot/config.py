@@ -86,6 +86,17 @@ class WindowConfig:
 class TelegramConfig:
     enabled: bool = False
     token: str = ""
+    """From BotFather; better in HUSHBRIEF_TELEGRAM_TOKEN."""
+    api_base_url: str = "https://api.telegram.org/bot"
+    """python-telegram-bot's base_url (the token is appended): a self-hosted Bot API server."""
+    mode: str = "polling"
+    """"polling" (getUpdates) or "webhook"."""
+    webhook_url: str = ""
+    """The public HTTPS URL Telegram posts updates to (webhook mode)."""
+    webhook_listen: str = "127.0.0.1:8443"
+    """Where the webhook server listens (behind a TLS-terminating proxy)."""
+    webhook_secret: str = ""
+    """Telegram sends it in X-Telegram-Bot-Api-Secret-Token; required in webhook mode."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +179,21 @@ def _hex_list(v: Any) -> tuple[str, ...]:
     return tuple(value.lower() for value in values)
 
 
+def _listen(v: Any) -> str:
+    host, sep, port = string(v).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError('"HOST:PORT", such as "127.0.0.1:8443"')
+    return str(v)
+
+
+def _webhook_secret(v: Any) -> str:
+    # Telegram accepts 1-256 characters from A-Z, a-z, 0-9, _ and - for the secret token.
+    s = string(v)
+    if s and (len(s) > 256 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in s)):
+        raise ValueError("empty, or 1-256 characters from A-Z, a-z, 0-9, _ and -")
+    return s
+
+
 def _processing(v: Any) -> Processing:
     return Processing(choice("local", "private")(v))
 
@@ -220,7 +246,11 @@ _SCHEMA: dict[str, tuple[type[Any], dict[str, Check]]] = {
         "max_chats": integer(1, 10_000_000),
         "sweep_interval": integer(1, 3600),
     }),
-    "telegram": (TelegramConfig, {"enabled": boolean, "token": string}),
+    "telegram": (TelegramConfig, {
+        "enabled": boolean, "token": string, "api_base_url": url("http", "https", empty=False),
+        "mode": choice("polling", "webhook"), "webhook_url": url("https", "http"),
+        "webhook_listen": _listen, "webhook_secret": _webhook_secret,
+    }),
     "matrix": (MatrixConfig, {
         "enabled": boolean, "homeserver": string, "user_id": string, "access_token": string,
     }),

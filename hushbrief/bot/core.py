@@ -33,7 +33,13 @@ from hushbrief.bot.events import (
     Reply,
     ReplyKind,
 )
-from hushbrief.bot.platform import ActivityIndicator, DirectMessages, HistorySource, Platform
+from hushbrief.bot.platform import (
+    ActivityIndicator,
+    DirectMessages,
+    HistorySource,
+    Platform,
+    Visibility,
+)
 from hushbrief.bot.policy import (
     ConsentMode,
     Delivery,
@@ -156,6 +162,12 @@ class Hushbrief:
                 return [self._refuse(event, "Something went wrong on my side and nothing was "
                                             "sent anywhere; please try again in a moment.")]
             return []
+
+    def chat_gone(self, chat: ChatRef) -> None:
+        """The bot left or was removed from ``chat``: drop everything held in memory for it."""
+        self._window.drop_chat(_key(chat))
+        self._last.pop(_key(chat), None)
+        log.info("chat_gone chat=%s", self._tag(chat))
 
     def sweep(self) -> int:
         """Drop expired messages and idle rate-limit entries; call it periodically."""
@@ -283,6 +295,10 @@ class Hushbrief:
             count, _ = self._window.stats(_key(chat))
             lines.append(f"I hold {_n(count, 'recent message')} of this chat in memory only, "
                          f"each for at most {format_duration(policy.buffer_ttl)}.")
+        if isinstance(platform, Visibility):
+            problem = await platform.visibility_problem(chat)
+            if problem:
+                lines.append(problem)
         last = self._last.get(_key(chat))
         if last is not None:
             made = f"The last summary here was made {last.where} by the {last.engine} engine"
@@ -464,8 +480,11 @@ class Hushbrief:
                                       "who have not opted in, and this chat summarizes only when "
                                       "everyone has; ask them to /optin or pick fewer messages.")]
         if not selected.messages:
-            return [self._refuse(cmd, "There is nothing to summarize yet: I only use messages "
-                                      "that members wrote after they opted in.")]
+            problem = (await platform.visibility_problem(chat)
+                       if isinstance(platform, Visibility) else None)
+            return [self._refuse(cmd, problem or "There is nothing to summarize yet: I only "
+                                                 "use messages that members wrote after they "
+                                                 "opted in.")]
 
         self._chat_rate.record(chat_key, now)
         self._member_rate.record(member_key, now)

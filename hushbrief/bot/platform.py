@@ -56,3 +56,12 @@ class ActivityIndicator(Protocol):
     """Platforms that can show "typing…" while a summary is being made."""
 
     async def show_working(self, chat: ChatRef, thread_id: str | None) -> None: ...
+
+
+@runtime_checkable
+class Visibility(Protocol):
+    """Platforms where the bot may be unable to see a chat's messages (Telegram privacy mode)."""
+
+    async def visibility_problem(self, chat: ChatRef) -> str | None:
+        """One sentence telling admins what to do if the bot cannot see messages; else None."""
+        ...
