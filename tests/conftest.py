@@ -15,7 +15,7 @@ from hushbrief.bot.config import Config
 from hushbrief.bot.events import Outcome, Reply, ReplyKind
 from hushbrief.bot.policy import Processing
 
-pytest_plugins = ["tests.conftest_db"]
+pytest_plugins = ["tests.conftest_db", "tests.synapse"]
 
 
 @dataclass
