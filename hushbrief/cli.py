@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from hushbrief.bot.config import Config, ConfigError, load_config
 
@@ -42,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log events (never message content) to standard error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run the bot on every platform the configuration enables",
+        description="Run the bot: every adapter the configuration enables ([telegram] now) in "
+                    "one process, with the database upgraded at start. Stops cleanly on "
+                    "SIGINT or SIGTERM. Messages buffered in memory (Telegram) are lost on "
+                    "restart, by design.")
+    _config_arg(run)
 
     demo = sub.add_parser(
         "demo", help="a group chat in the terminal, with the real core, storage and engine",
@@ -165,12 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    from hushbrief.adapters.telegram.adapter import TelegramStartError
     from hushbrief.backend.errors import EvidenceUnavailable
     from hushbrief.bot.storage import StorageError
     from hushbrief.bot.transcripts import TranscriptError
     from hushbrief.relay.errors import SettingsError as ServiceSettingsError
 
     try:
+        if args.command == "run":
+            return _run(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "summarize":
@@ -194,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return _audit(args)
     except (ConfigError, StorageError, TranscriptError, ServiceSettingsError,
-            EvidenceUnavailable) as exc:
+            EvidenceUnavailable, TelegramStartError) as exc:
         print(f"hushbrief: {exc}", file=sys.stderr)
         usage = isinstance(exc, ConfigError | ServiceSettingsError)
         return EXIT_USAGE if usage else EXIT_FAILED
@@ -202,6 +214,78 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
+
+
+class _Adapter(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    # A long-running service logs at [logging] level (events only, never content).
+    logging.getLogger().setLevel(logging.INFO if args.verbose
+                                 else getattr(logging, config.logging.level.upper()))
+    if not config.telegram.enabled and not config.matrix.enabled:
+        raise ConfigError(f"{config.source}: no platform is enabled; set [telegram] enabled = "
+                          "true (and its token)")
+    if config.telegram.enabled and not config.telegram.token:
+        raise ConfigError(f"{config.source}: [telegram] token is empty; set it or "
+                          "HUSHBRIEF_TELEGRAM_TOKEN")
+    if config.telegram.enabled and config.telegram.mode == "webhook" and not (
+            config.telegram.webhook_url and config.telegram.webhook_secret):
+        raise ConfigError(f"{config.source}: [telegram] mode = \"webhook\" needs webhook_url "
+                          "and webhook_secret")
+    if config.matrix.enabled:
+        raise ConfigError(f"{config.source}: [matrix] is not available in this version; set "
+                          "[matrix] enabled = false")
+    return asyncio.run(_run_async(config))
+
+
+async def _run_async(config: Config) -> int:
+    import signal
+
+    from hushbrief.adapters.telegram.adapter import TelegramAdapter
+    from hushbrief.bot.app import open_bot
+
+    log = logging.getLogger("hushbrief.run")
+    bot = open_bot(config)
+    adapters: list[_Adapter] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def sweep() -> None:
+        # Messages past their time-to-live must leave memory even in a quiet chat.
+        while True:
+            await asyncio.sleep(config.window.sweep_interval)
+            dropped = bot.core.sweep()
+            if dropped:
+                log.info("window swept dropped=%d", dropped)
+
+    sweeper = asyncio.create_task(sweep(), name="hushbrief-sweep")
+    try:
+        if config.telegram.enabled:
+            adapters.append(TelegramAdapter(config.telegram, bot.core,
+                                            data_dir=config.storage.data_dir))
+        for adapter in adapters:
+            await adapter.start()
+        log.info("running adapters=%d processing_default=%s", len(adapters),
+                 config.processing.mode)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        sweeper.cancel()
+        for adapter in reversed(adapters):
+            try:
+                await adapter.stop()
+            except Exception as exc:  # one adapter's failure must not keep the rest open
+                log.error("adapter stop failed type=%s", type(exc).__name__)
+        await bot.aclose()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -91,6 +91,17 @@ HELP = (
 )
 
 
+PRIVATE_HELP = (
+    "I make summaries of group chats for the members who opted in, and nothing else: only "
+    "their messages are used, names become pseudonyms before anything is processed, and "
+    "no message is ever stored.\n"
+    "Add me to a group; there, each member who agrees sends /optin, and anyone who opted "
+    "in can send /summarize (or /summarize private to get it here).\n"
+    "/forgetme — opt out of every chat\n"
+    "/privacy — what is stored and where summaries are made"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     selection: Selection
@@ -163,6 +174,10 @@ class Hushbrief:
                                             "sent anywhere; please try again in a moment.")]
             return []
 
+    def chat_tag(self, chat: ChatRef) -> str:
+        """The short pseudonymous tag log lines use for ``chat``."""
+        return self._tag(chat)
+
     def chat_gone(self, chat: ChatRef) -> None:
         """The bot left or was removed from ``chat``: drop everything held in memory for it."""
         self._window.drop_chat(_key(chat))
@@ -230,6 +245,8 @@ class Hushbrief:
         return self._reply(cmd, sentence, ReplyKind.REFUSAL)
 
     async def _help(self, cmd: CommandReceived, platform: Platform) -> list[Outcome]:
+        if not cmd.chat.is_group:
+            return [self._reply(cmd, PRIVATE_HELP)]
         return [self._reply(cmd, HELP)]
 
     async def _optin(self, cmd: CommandReceived, platform: Platform) -> list[Outcome]:
