@@ -103,8 +103,18 @@ class TelegramConfig:
 class MatrixConfig:
     enabled: bool = False
     homeserver: str = ""
+    """The homeserver's base URL, e.g. https://matrix.example.org."""
     user_id: str = ""
+    """The bot's account, e.g. @hushbrief:example.org."""
+    password: str = ""
+    """Used once to log in a device; afterwards the device is reused. Secret."""
     access_token: str = ""
+    """Instead of a password: a token of an existing login. Secret."""
+    device_name: str = "Hushbrief"
+    allowed_inviters: tuple[str, ...] = ()
+    """Who may invite the bot: user IDs (@alice:example.org) or whole servers (:example.org)."""
+    store_key: str = ""
+    """Encrypts the device's keys at rest; empty: generated into <data_dir>/matrix/store.key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +187,22 @@ def _hex_list(v: Any) -> tuple[str, ...]:
         except ValueError:
             raise ValueError("a list of hex measurements") from None
     return tuple(value.lower() for value in values)
+
+
+def _matrix_user(v: Any) -> str:
+    s = string(v)
+    if s and not (s.startswith("@") and ":" in s):
+        raise ValueError('empty, or a Matrix user ID such as "@hushbrief:example.org"')
+    return s
+
+
+def _inviters(v: Any) -> tuple[str, ...]:
+    values = string_list()(v)
+    for value in values:
+        if not (value.startswith(":") or (value.startswith("@") and ":" in value)):
+            raise ValueError('a list of user IDs ("@alice:example.org") or servers '
+                             '(":example.org")')
+    return values
 
 
 def _listen(v: Any) -> str:
@@ -252,7 +278,9 @@ _SCHEMA: dict[str, tuple[type[Any], dict[str, Check]]] = {
         "webhook_listen": _listen, "webhook_secret": _webhook_secret,
     }),
     "matrix": (MatrixConfig, {
-        "enabled": boolean, "homeserver": string, "user_id": string, "access_token": string,
+        "enabled": boolean, "homeserver": url("http", "https"), "user_id": _matrix_user,
+        "password": string, "access_token": string, "device_name": string,
+        "allowed_inviters": _inviters, "store_key": string,
     }),
     # A chat's processing default is [processing] mode, so it is not repeated here.
     "policy_defaults": (Policy, {k: _policy_check(k) for k in POLICY_KEYS if k != "processing"}),
