@@ -118,8 +118,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 def test_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(ConfigError, match=r"^environment: HUSHBRIEF_WINDOW_MAX_CHATS must be"):
         load_config(None, environ={"HUSHBRIEF_WINDOW_MAX_CHATS": "lots"})
-    with pytest.raises(ConfigError, match=r"unknown key HUSHBRIEF_MATRIX_PASSWORD"):
-        load_config(None, environ={"HUSHBRIEF_MATRIX_PASSWORD": "x"})
+    with pytest.raises(ConfigError, match=r"unknown key HUSHBRIEF_MATRIX_PASSWD"):
+        load_config(None, environ={"HUSHBRIEF_MATRIX_PASSWD": "x"})
 
 
 def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:

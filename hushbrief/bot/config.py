@@ -197,7 +197,7 @@ def _matrix_user(v: Any) -> str:
 
 
 def _inviters(v: Any) -> tuple[str, ...]:
-    values = string_list()(v)
+    values: tuple[str, ...] = string_list()(v)
     for value in values:
         if not (value.startswith(":") or (value.startswith("@") and ":" in value)):
             raise ValueError('a list of user IDs ("@alice:example.org") or servers '
