@@ -46,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="run the bot on every platform the configuration enables",
-        description="Run the bot: every adapter the configuration enables ([telegram] now) in "
-                    "one process, with the database upgraded at start. Stops cleanly on "
-                    "SIGINT or SIGTERM. Messages buffered in memory (Telegram) are lost on "
-                    "restart, by design.")
+        description="Run the bot: every adapter the configuration enables ([telegram], "
+                    "[matrix]) in one process, with the database upgraded at start. Stops "
+                    "cleanly on SIGINT or SIGTERM. Messages buffered in memory (Telegram) are "
+                    "lost on restart, by design; Matrix history is read on demand.")
     _config_arg(run)
 
     demo = sub.add_parser(
@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    from hushbrief.adapters.matrix.errors import MatrixStartError
     from hushbrief.adapters.telegram.adapter import TelegramStartError
     from hushbrief.backend.errors import EvidenceUnavailable
     from hushbrief.bot.storage import StorageError
@@ -206,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return _audit(args)
     except (ConfigError, StorageError, TranscriptError, ServiceSettingsError,
-            EvidenceUnavailable, TelegramStartError) as exc:
+            EvidenceUnavailable, TelegramStartError, MatrixStartError) as exc:
         print(f"hushbrief: {exc}", file=sys.stderr)
         usage = isinstance(exc, ConfigError | ServiceSettingsError)
         return EXIT_USAGE if usage else EXIT_FAILED
@@ -227,8 +228,16 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.INFO if args.verbose
                                  else getattr(logging, config.logging.level.upper()))
     if not config.telegram.enabled and not config.matrix.enabled:
-        raise ConfigError(f"{config.source}: no platform is enabled; set [telegram] enabled = "
-                          "true (and its token)")
+        raise ConfigError(f"{config.source}: no platform is enabled; set [telegram] or "
+                          "[matrix] enabled = true")
+    if config.matrix.enabled and not (config.matrix.homeserver and config.matrix.user_id):
+        raise ConfigError(f"{config.source}: [matrix] enabled = true needs homeserver and "
+                          "user_id")
+    if config.matrix.enabled and not (config.matrix.password or config.matrix.access_token
+                                      or (config.storage.data_dir / "matrix"
+                                          / "session.json").exists()):
+        raise ConfigError(f"{config.source}: [matrix] needs a password or an access_token for "
+                          "the first login (HUSHBRIEF_MATRIX_PASSWORD)")
     if config.telegram.enabled and not config.telegram.token:
         raise ConfigError(f"{config.source}: [telegram] token is empty; set it or "
                           "HUSHBRIEF_TELEGRAM_TOKEN")
@@ -236,9 +245,6 @@ def _run(args: argparse.Namespace) -> int:
             config.telegram.webhook_url and config.telegram.webhook_secret):
         raise ConfigError(f"{config.source}: [telegram] mode = \"webhook\" needs webhook_url "
                           "and webhook_secret")
-    if config.matrix.enabled:
-        raise ConfigError(f"{config.source}: [matrix] is not available in this version; set "
-                          "[matrix] enabled = false")
     return asyncio.run(_run_async(config))
 
 
@@ -269,6 +275,11 @@ async def _run_async(config: Config) -> int:
         if config.telegram.enabled:
             adapters.append(TelegramAdapter(config.telegram, bot.core,
                                             data_dir=config.storage.data_dir))
+        if config.matrix.enabled:
+            from hushbrief.adapters.matrix.adapter import MatrixAdapter
+
+            adapters.append(MatrixAdapter(config.matrix, bot.core,
+                                          data_dir=config.storage.data_dir))
         for adapter in adapters:
             await adapter.start()
         log.info("running adapters=%d processing_default=%s", len(adapters),

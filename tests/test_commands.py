@@ -20,6 +20,7 @@ from hushbrief.bot.events import (
     Reply,
     ReplyKind,
 )
+from hushbrief.bot.platform import FetchedHistory
 from hushbrief.bot.policy import POLICY_KEYS
 from tests.conftest import ChatDriver, Clock
 
@@ -414,17 +415,18 @@ class _Platform:
 
 
 class _HistoryPlatform(_Platform):
-    def __init__(self, history: Sequence[ChatMessage]) -> None:
+    def __init__(self, history: Sequence[ChatMessage], undecryptable: int = 0) -> None:
         self.history = list(history)
+        self.undecryptable = undecryptable
         self.asked: list[int] = []
 
     async def fetch_history(self, chat: ChatRef, thread_id: str | None, *, limit: int,
                             since: float | None, from_message: str | None
-                            ) -> Sequence[ChatMessage]:
+                            ) -> FetchedHistory:
         self.asked.append(limit)
         msgs = [m for m in self.history if m.thread_id == thread_id
                 and (since is None or m.timestamp >= since)]
-        return msgs[-limit:]
+        return FetchedHistory(msgs[-limit:], undecryptable=self.undecryptable)
 
 
 async def test_history_platform_filters_by_consent_and_buffers_nothing(
@@ -475,3 +477,17 @@ async def test_database_outage_fails_closed_with_one_sentence(
         dead.dispose()
     count, _ = bot.window.stats(("console", "demo-group"))
     assert count == 1  # the message sent during the outage was not buffered
+
+
+async def test_history_platforms_report_undecryptable_messages(bot: Bot, clock: Clock) -> None:
+    alice = Member("alice", "Alice")
+    history = [ChatMessage(CHAT, "10", alice, "Readable line about the harbour tour.", clock())]
+    platform = _HistoryPlatform(history, undecryptable=4)
+    await bot.core.handle(CommandReceived(CHAT, "1", alice, "optin", (), clock()), platform)
+    out = await bot.core.handle(CommandReceived(CHAT, "2", alice, "summarize", (), clock()),
+                                platform)
+    assert "4 messages could not be decrypted" in out[0].text and "harbour" in out[0].text
+    nothing = _HistoryPlatform([], undecryptable=2)
+    out = await bot.core.handle(CommandReceived(CHAT, "3", alice, "summarize", (), clock()),
+                                nothing)
+    assert out[0].kind is ReplyKind.REFUSAL and "couldn't decrypt" in out[0].text

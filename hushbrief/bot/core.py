@@ -496,6 +496,9 @@ class Hushbrief:
                                       f"{'is' if selected.left_out == 1 else 'are'} from members "
                                       "who have not opted in, and this chat summarizes only when "
                                       "everyone has; ask them to /optin or pick fewer messages.")]
+        if not selected.messages and selected.undecryptable:
+            return [self._refuse(cmd, "I couldn't decrypt those messages: they were sent "
+                                      "before I joined, or their keys never reached me.")]
         if not selected.messages:
             problem = (await platform.visibility_problem(chat)
                        if isinstance(platform, Visibility) else None)
@@ -541,10 +544,11 @@ class Hushbrief:
         chat = cmd.chat
         if not isinstance(platform, HistorySource):
             return self._window.select(_key(chat), cmd.thread_id, selection, now=now)
-        history = await platform.fetch_history(
+        fetched = await platform.fetch_history(
             chat, cmd.thread_id, limit=selection.limit, since=selection.since,
             from_message=selection.from_message,
         )
+        history = fetched.messages
         if selection.from_message is not None and not any(
             m.message_id == selection.from_message for m in history
         ):
@@ -556,7 +560,7 @@ class Hushbrief:
         kept = [BufferedMessage(m.message_id, m.timestamp, m.sender.user_id,
                                 m.sender.display_name, m.sender.handle, m.text, m.reply_to)
                 for m in history if m.sender.user_id in allowed]
-        return Selected(kept, len(history) - len(kept))
+        return Selected(kept, len(history) - len(kept), undecryptable=fetched.undecryptable)
 
     @staticmethod
     def _format_summary(
@@ -568,6 +572,8 @@ class Hushbrief:
             head += (f"; {_n(selected.left_out, 'message')} {verb} left out because "
                      f"{'its author has' if selected.left_out == 1 else 'their authors have'} "
                      "not opted in")
+        if selected.undecryptable:
+            head += f"; {_n(selected.undecryptable, 'message')} could not be decrypted"
         head += ")"
         if request.clamped:
             head += f", {request.clamped}"

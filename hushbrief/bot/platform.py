@@ -8,6 +8,7 @@ never has to implement a method only to raise "not supported".
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from hushbrief.bot.events import ChatMessage, ChatRef
@@ -25,6 +26,28 @@ class Platform(Protocol):
         ...
 
 
+class History(Protocol):
+    """What a history fetch found: readable messages and how many could not be read."""
+
+    @property
+    def messages(self) -> Sequence[ChatMessage]:
+        """Oldest first, from everyone (the core filters by consent)."""
+        ...
+
+    @property
+    def undecryptable(self) -> int:
+        """Messages in the selection the bot holds no key for (end-to-end encryption)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedHistory:
+    """A plain ``History``."""
+
+    messages: Sequence[ChatMessage]
+    undecryptable: int = 0
+
+
 @runtime_checkable
 class HistorySource(Protocol):
     """Platforms that can read a chat's history on demand (Matrix); no window needed."""
@@ -37,7 +60,7 @@ class HistorySource(Protocol):
         limit: int,
         since: float | None,
         from_message: str | None,
-    ) -> Sequence[ChatMessage]:
+    ) -> History:
         """Up to ``limit`` newest messages of the thread, oldest first, from everyone."""
         ...
 

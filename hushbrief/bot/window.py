@@ -71,6 +71,8 @@ class Selected:
     left_out: int
     """Placeholders within the selection: messages whose text was never kept."""
     anchor_found: bool = True
+    undecryptable: int = 0
+    """Messages the bot could not decrypt (history platforms with end-to-end encryption)."""
 
 
 def _pack(ts: float, slot: int, message_id: str, reply_to: str | None, text: str | None) -> bytes:
