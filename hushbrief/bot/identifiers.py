@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from hushbrief.bot.storage import HASH_BYTES, IdentifierKeyError, KeyFileError
+from hushbrief.durable import fsync_dir, open_flags, write_new_file
 
 __all__ = [
     "KEY_BYTES",
@@ -137,11 +138,6 @@ def load_or_create_key(data_dir: Path, configured: str | None) -> bytes:
     return _create_key_file(path)
 
 
-def _open_flags(*extra: int) -> int:
-    flags = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-    for flag in extra:
-        flags |= flag
-    return flags
 
 
 def _read_key_file(path: Path) -> bytes:
@@ -149,7 +145,7 @@ def _read_key_file(path: Path) -> bytes:
     deadline = time.monotonic() + _PARTIAL_FILE_WAIT
     while True:
         try:
-            fd = os.open(path, _open_flags(os.O_RDONLY))
+            fd = os.open(path, open_flags(os.O_RDONLY))
         except FileNotFoundError:
             raise
         except OSError as exc:
@@ -200,7 +196,7 @@ def _create_key_file(path: Path) -> bytes:
     content = (secrets.token_bytes(KEY_BYTES).hex() + "\n").encode("ascii")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     try:
-        _write_new_file(tmp, content)
+        write_new_file(tmp, content)
         try:
             os.link(tmp, path)
             created = True
@@ -211,7 +207,7 @@ def _create_key_file(path: Path) -> bytes:
             # an exclusive create of the final name; readers tolerate a short
             # window in which the file is still being written.
             try:
-                _write_new_file(path, content)
+                write_new_file(path, content)
                 created = True
             except FileExistsError:
                 created = False
@@ -223,7 +219,7 @@ def _create_key_file(path: Path) -> bytes:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         log.info("Created a new identifier key file at %s", path)
     try:
         return _read_key_file(path)
@@ -233,31 +229,4 @@ def _create_key_file(path: Path) -> bytes:
         ) from None
 
 
-def _write_new_file(path: Path, content: bytes) -> None:
-    fd = os.open(path, _open_flags(os.O_WRONLY, os.O_CREAT, os.O_EXCL), 0o600)
-    try:
-        # The mode above is already narrowed by the umask; set it explicitly anyway
-        # so the result does not depend on the umask.
-        os.fchmod(fd, 0o600)
-        view = memoryview(content)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
-
-def _fsync_dir(directory: Path) -> None:
-    # Make the new directory entry durable, so a crash right after first start does
-    # not lose the key (and with it every stored flag's meaning).
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

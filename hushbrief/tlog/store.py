@@ -31,6 +31,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from hushbrief.durable import fsync_dir, open_flags, write_new_file
 from hushbrief.evidence.bundle import (
     BundleFormatError,
     Platform,
@@ -65,11 +66,6 @@ class LogError(Exception):
     """The log directory or an operation on it failed; the message names the file."""
 
 
-def _flags(*extra: int) -> int:
-    flags = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-    for flag in extra:
-        flags |= flag
-    return flags
 
 
 def check_record(record: ReleaseRecord) -> None:
@@ -91,25 +87,8 @@ def check_record(record: ReleaseRecord) -> None:
             )
 
 
-def _write_new_file(path: Path, content: bytes, mode: int) -> None:
-    fd = os.open(path, _flags(os.O_WRONLY, os.O_CREAT, os.O_EXCL), mode)
-    try:
-        os.fchmod(fd, mode)  # independent of the umask
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def init(directory: str | os.PathLike[str], origin: str) -> TransparencyLog:
@@ -130,16 +109,16 @@ def init(directory: str | os.PathLike[str], origin: str) -> TransparencyLog:
             raise LogError(f"The directory {path} is not empty; a new log needs an empty one")
         os.chmod(path, 0o700)
         # O_EXCL: two racing inits cannot both believe they created the key.
-        _write_new_file(path / KEY_FILE, (skey + "\n").encode("ascii"), 0o600)
-        _write_new_file(path / RECORDS_FILE, b"", 0o644)
-        _write_new_file(path / PUB_FILE, (vkey + "\n").encode("utf-8"), 0o644)
+        write_new_file(path / KEY_FILE, (skey + "\n").encode("ascii"), 0o600)
+        write_new_file(path / RECORDS_FILE, b"", 0o644)
+        write_new_file(path / PUB_FILE, (vkey + "\n").encode("utf-8"), 0o644)
     except FileExistsError as exc:
         raise LogError(f"{exc.filename} already exists; not overwriting a log") from None
     except OSError as exc:
         raise LogError(
             f"The log directory {path} cannot be created ({exc.strerror or exc})"
         ) from None
-    _fsync_dir(path)
+    fsync_dir(path)
     return open_log(path)
 
 
@@ -164,7 +143,7 @@ def open_log(directory: str | os.PathLike[str]) -> TransparencyLog:
 
 def _read_signer(path: Path) -> Signer:
     try:
-        fd = os.open(path, _flags(os.O_RDONLY))
+        fd = os.open(path, open_flags(os.O_RDONLY))
     except FileNotFoundError:
         raise LogError(f"The log key file {path} does not exist; run 'hushbrief log init' "
                        "first") from None
@@ -224,7 +203,7 @@ class TransparencyLog:
     def refresh(self) -> int:
         """Take in records other processes appended since the last look; return the size."""
         try:
-            fd = os.open(self._records_path, _flags(os.O_RDONLY))
+            fd = os.open(self._records_path, open_flags(os.O_RDONLY))
         except OSError as exc:
             raise LogError(
                 f"The records file {self._records_path} cannot be opened ({exc.strerror})"
@@ -296,7 +275,7 @@ class TransparencyLog:
         check_record(record)
         leaf = record.leaf()
         try:
-            fd = os.open(self._records_path, _flags(os.O_RDWR, os.O_APPEND))
+            fd = os.open(self._records_path, open_flags(os.O_RDWR, os.O_APPEND))
         except OSError as exc:
             raise LogError(
                 f"The records file {self._records_path} cannot be opened ({exc.strerror})"

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Final
 
 from hushbrief.adapters.matrix.errors import MatrixStartError
+from hushbrief.durable import fsync_dir, open_flags, write_new_file
 
 SESSION_FILE: Final = "session.json"
 STORE_KEY_FILE: Final = "store.key"
@@ -98,9 +99,9 @@ def save_session(root: Path, session: Session) -> None:
     }, indent=1).encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     try:
-        _write_new_file(tmp, content)
+        write_new_file(tmp, content)
         os.replace(tmp, path)
-        _fsync_dir(root)
+        fsync_dir(root)
     except OSError as exc:
         raise MatrixStartError(f"The Matrix session file {path} cannot be written "
                                f"({exc.strerror})") from None
@@ -121,12 +122,12 @@ def load_or_create_store_key(root: Path, configured: str) -> str:
     content = (secrets.token_bytes(_KEY_BYTES).hex() + "\n").encode("ascii")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     try:
-        _write_new_file(tmp, content)
+        write_new_file(tmp, content)
         # link() fails if the name exists: a racing process either wins or we read its
         # complete file, never a half-written one.
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-            _fsync_dir(root)
+            fsync_dir(root)
     except OSError as exc:
         raise MatrixStartError(f"The Matrix store key file {path} cannot be created "
                                f"({exc.strerror})") from None
@@ -152,17 +153,12 @@ def _parse_key(raw: bytes, path: Path) -> str:
     return text
 
 
-def _flags(*extra: int) -> int:
-    flags = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-    for flag in extra:
-        flags |= flag
-    return flags
 
 
 def _read_private(path: Path, what: str) -> bytes:
     """Read a small owner-only file; FileNotFoundError if it does not exist."""
     try:
-        fd = os.open(path, _flags(os.O_RDONLY))
+        fd = os.open(path, open_flags(os.O_RDONLY))
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -185,26 +181,4 @@ def _read_private(path: Path, what: str) -> bytes:
         os.close(fd)
 
 
-def _write_new_file(path: Path, content: bytes) -> None:
-    fd = os.open(path, _flags(os.O_WRONLY, os.O_CREAT, os.O_EXCL), 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # independent of the umask
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
