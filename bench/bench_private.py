@@ -98,8 +98,11 @@ async def end_to_end(relay_url: str, rounds: int) -> None:
     print(f"{'messages':>9} {'in-process ms':>14} {'private ms':>11} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         base = Config()
+        # The backend here is the dev platform; its evidence is verified like any other
+        # (bench_attestation.py measures that), so the bot must allow dev attestation.
         config = replace(base, storage=replace(base.storage, data_dir=Path(tmp)),
-                         processing=replace(base.processing, relay_url=relay_url))
+                         processing=replace(base.processing, relay_url=relay_url),
+                         attestation=replace(base.attestation, allow_dev=True))
         bot = open_bot(config)
         platform = ConsolePlatform()
         try:

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from hushbrief.backend.errors import BadRequest, InvalidRequest
 from hushbrief.engines.base import Style, SummaryOptions, Turn
 
@@ -72,8 +74,10 @@ def parse_request(
     that is not among ``engines``.
     """
     try:
-        doc = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        # orjson: several times faster than json on a 10,000-message thread, strict
+        # UTF-8, and it refuses NaN and Infinity, which are not JSON.
+        doc = orjson.loads(body)
+    except (orjson.JSONDecodeError, RecursionError):
         # json's messages carry only positions, but none of it is useful to the
         # client beyond "not JSON", and none of it is logged.
         raise BadRequest("The request body is not UTF-8 JSON.") from None
@@ -106,9 +110,6 @@ def encode_error(message: str) -> bytes:
 # --- pieces ---------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON; Python accepts them unless told otherwise.
-    raise ValueError("not JSON")
 
 
 def _no_unknown_keys(obj: dict[str, Any], allowed: frozenset[str], where: str) -> None:
