@@ -122,27 +122,20 @@ async def bundle_check(repeat: int = 50) -> tuple[float, float]:
 async def end_to_end(rounds: int = 10) -> tuple[float, float]:
     """/summarize through a verified dev backend: first (verifies) vs. later (cached)."""
     from hushbrief.adapters.console.chat import ConsoleChat
-    from hushbrief.backend import BackendSettings
-    from hushbrief.backend import create_app as backend_app
+    from hushbrief.backend.devbuild import published_dev_backend
     from hushbrief.bot.app import open_bot
     from hushbrief.bot.config import Config
     from hushbrief.bot.events import ReplyKind
     from hushbrief.bot.policy import Processing
-    from hushbrief.evidence.bundle import ReleaseRecord
     from hushbrief.loopback import serve_on_loopback
     from hushbrief.relay import RelaySettings
     from hushbrief.relay import create_app as relay_app
-    from hushbrief.tlog.store import init
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        proof = work / "proof.json"
-        backend = backend_app(BackendSettings(transparency_file=str(proof)), platform="dev")
-        measurement = backend.state.backend.evidence.measurement
-        tlog = init(work / "log", "bench.hushbrief.invalid/log")
-        tlog.add(ReleaseRecord(measurement, "dev", "1", "bench"))
-        proof.write_text(json.dumps(tlog.prove(measurement, "dev").to_json()))
-        async with serve_on_loopback(backend) as backend_url, \
+        dev = published_dev_backend(work, origin="bench.hushbrief.invalid/log")
+        tlog = dev.log
+        async with serve_on_loopback(dev.app) as backend_url, \
                 serve_on_loopback(relay_app(RelaySettings(gateway_url=backend_url))) as relay:
             base = Config()
             config = replace(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -371,29 +370,19 @@ def _demo_private_path(work: Path) -> AbstractAsyncContextManager[_DemoPath]:
     """
     from contextlib import asynccontextmanager
 
-    from hushbrief import __version__
-    from hushbrief.backend import BackendSettings
-    from hushbrief.backend import create_app as backend_app
-    from hushbrief.evidence.bundle import ReleaseRecord
+    from hushbrief.backend.devbuild import published_dev_backend
     from hushbrief.loopback import serve_on_loopback
     from hushbrief.relay import RelaySettings
     from hushbrief.relay import create_app as relay_app
-    from hushbrief.tlog.store import init as init_log
 
     @asynccontextmanager
     async def private_path() -> AsyncIterator[_DemoPath]:
-        proof_file = work / "transparency.json"
-        backend = backend_app(BackendSettings(transparency_file=str(proof_file)),
-                              platform="dev")
-        measurement = backend.state.backend.evidence.measurement
-        tlog = init_log(work / "log", "demo.hushbrief.invalid/log")
-        tlog.add(ReleaseRecord(measurement=measurement, platform="dev",
-                               version=__version__, source="hushbrief demo (local build)"))
-        proof_file.write_text(json.dumps(tlog.prove(measurement, "dev").to_json()))
-        async with serve_on_loopback(backend, name="backend") as backend_url, \
+        dev = published_dev_backend(work, origin="demo.hushbrief.invalid/log",
+                                    source="hushbrief demo (local build)")
+        async with serve_on_loopback(dev.app, name="backend") as backend_url, \
                 serve_on_loopback(relay_app(RelaySettings(gateway_url=backend_url)),
                                   name="relay") as relay_url:
-            yield _DemoPath(relay_url, tlog.origin, tlog.verifier.key_string)
+            yield _DemoPath(relay_url, dev.log.origin, dev.log.verifier.key_string)
 
     return private_path()
 

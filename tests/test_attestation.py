@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -25,8 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hushbrief.adapters.console.chat import ConsoleChat, ConsolePlatform
-from hushbrief.backend import BackendSettings
-from hushbrief.backend import create_app as backend_app
+from hushbrief.backend.devbuild import published_dev_backend
 from hushbrief.backend.evidence import DevEvidenceProvider
 from hushbrief.bot.app import Bot, open_bot
 from hushbrief.bot.attestation.checkpoints import CheckpointStore, TrustedCheckpoint
@@ -251,16 +249,11 @@ class Deployment:
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
     """A dev backend whose build is published, behind a relay; the proof comes from a file."""
-    tlog = new_log(tmp_path / "log")
-    proof_file = tmp_path / "proof.json"
-    app = backend_app(BackendSettings(transparency_file=str(proof_file)), platform="dev")
-    measurement = app.state.backend.evidence.measurement
-    publish(tlog, measurement)
-    proof_file.write_text(json.dumps(tlog.prove(measurement, "dev").to_json()))
-    with serve(app) as backend_url:
+    dev = published_dev_backend(tmp_path, origin=ORIGIN)
+    with serve(dev.app) as backend_url:
         relay = Capture(relay_app(RelaySettings(gateway_url=backend_url)))
         with serve(relay) as relay_url:
-            yield Deployment(relay, relay_url, tlog, app)
+            yield Deployment(relay, relay_url, dev.log, dev.app)
 
 
 def attested_config(config: Config, d: Deployment, **attestation: Any) -> Config:

@@ -12,12 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hushbrief.backend import BackendSettings
-from hushbrief.backend import create_app as backend_app
-from hushbrief.evidence.bundle import ReleaseRecord
+from hushbrief.backend.devbuild import published_dev_backend
 from hushbrief.relay import RelaySettings
 from hushbrief.relay import create_app as relay_app
-from hushbrief.tlog.store import init as init_log
 from tests.servers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,16 +114,11 @@ def test_bad_time_is_refused() -> None:
 
 @pytest.fixture
 def dev_deployment(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    tlog = init_log(tmp_path / "log", "audit.hushbrief.invalid/log")
-    proof = tmp_path / "proof.json"
-    app = backend_app(BackendSettings(transparency_file=str(proof)), platform="dev")
-    measurement = app.state.backend.evidence.measurement
-    tlog.add(ReleaseRecord(measurement, "dev", "1.0", "test build"))
-    proof.write_text(json.dumps(tlog.prove(measurement, "dev").to_json()))
+    dev = published_dev_backend(tmp_path, origin="audit.hushbrief.invalid/log")
     config = tmp_path / "hushbrief.toml"
-    config.write_text(f'[attestation]\nlog_origin = "{tlog.origin}"\n'
-                      f'log_key = "{tlog.verifier.key_string}"\n')
-    with serve(app) as backend_url, \
+    config.write_text(f'[attestation]\nlog_origin = "{dev.log.origin}"\n'
+                      f'log_key = "{dev.log.verifier.key_string}"\n')
+    with serve(dev.app) as backend_url, \
             serve(relay_app(RelaySettings(gateway_url=backend_url))) as relay_url:
         yield relay_url, config
 

@@ -9,7 +9,6 @@ scenario: opt-in, a group and a forum topic, a member who did not opt in, a
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,12 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from hushbrief.backend import BackendSettings
-from hushbrief.backend import create_app as backend_app
-from hushbrief.evidence.bundle import ReleaseRecord
+from hushbrief.backend.devbuild import published_dev_backend
 from hushbrief.relay import RelaySettings
 from hushbrief.relay import create_app as relay_app
-from hushbrief.tlog.store import init as init_log
 from tests.fake_telegram import FakeTelegram
 from tests.servers import serve
 
@@ -33,16 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def private_path(tmp_path: Path) -> Iterator[dict[str, str]]:
-    tlog = init_log(tmp_path / "log", "run.hushbrief.invalid/log")
-    proof = tmp_path / "proof.json"
-    app = backend_app(BackendSettings(transparency_file=str(proof)), platform="dev")
-    measurement = app.state.backend.evidence.measurement
-    tlog.add(ReleaseRecord(measurement, "dev", "test", "hushbrief test build"))
-    proof.write_text(json.dumps(tlog.prove(measurement, "dev").to_json()))
-    with serve(app) as backend_url, \
+    dev = published_dev_backend(tmp_path, origin="run.hushbrief.invalid/log")
+    with serve(dev.app) as backend_url, \
             serve(relay_app(RelaySettings(gateway_url=backend_url))) as relay_url:
-        yield {"relay_url": relay_url, "log_origin": tlog.origin,
-               "log_key": tlog.verifier.key_string}
+        yield {"relay_url": relay_url, "log_origin": dev.log.origin,
+               "log_key": dev.log.verifier.key_string}
 
 
 @pytest.fixture
