@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo", help="a group chat in the terminal, with the real core, storage and engine",
-        description="A group chat in the terminal: alice (admin), bob, carol and dave. In a "
+        description="A group chat in the terminal: alice (admin), bob, carol and dave. "
+                    "Summaries go through a relay and a development backend the demo starts "
+                    "on loopback, after the bot checked the backend's (dev) evidence against "
+                    "a transparency log; --local keeps them in-process. In a "
                     "terminal it plays a short scene, then lets you speak as any member "
                     "('bob: hello', '/summarize', '^N /summarize' answers message N). With "
                     "standard input from a file or pipe it reads 'member: text' lines ('#' "
@@ -63,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the database and identifier key go (created if missing); "
                            "default: a temporary directory removed at exit")
     demo.add_argument("--local", action="store_true",
-                      help="process summaries in this process (currently the only mode of "
-                           "the demo)")
+                      help="make summaries in this process instead of sending them through "
+                           "the demo's own relay and development backend")
     demo.add_argument("--no-intro", action="store_true",
                       help="interactive mode: skip the opening scene")
 
