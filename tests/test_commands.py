@@ -112,7 +112,8 @@ async def test_status_reports_consent_counts_policy_and_memory(chat: ChatDriver)
     assert "Summaries are on" in text and "local" in text
     assert "1 recent message" in text
     await chat.summary("alice")
-    assert "last summary here was made on this bot's host" in await chat.ask("alice", "/status")
+    assert ("last summary here was made by the extractive engine on this bot's host"
+            in await chat.ask("alice", "/status"))
 
 
 async def test_privacy_says_what_is_stored_and_where_processing_happens(chat: ChatDriver) -> None:

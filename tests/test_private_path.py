@@ -301,7 +301,7 @@ async def test_measurement_reaches_the_summary_and_status(
     got = await pchat.say("alice", "/summarize")
     assert isinstance(got[0], Reply)
     status = await pchat.ask("alice", "/status")
-    assert bundle["measurement"][:16] in status
+    assert bundle["measurement"][:12] in status
 
 
 async def test_client_clock_skew_is_corrected_once(private_path: PrivatePath) -> None:

@@ -311,17 +311,16 @@ class Hushbrief:
         if not isinstance(platform, HistorySource):
             count, _ = self._window.stats(_key(chat))
             lines.append(f"I hold {_n(count, 'recent message')} of this chat in memory only, "
-                         f"each for at most {format_duration(policy.buffer_ttl)}.")
+                         f"each for at most {_span_words(policy.buffer_ttl)}.")
         if isinstance(platform, Visibility):
             problem = await platform.visibility_problem(chat)
             if problem:
                 lines.append(problem)
         last = self._last.get(_key(chat))
         if last is not None:
-            made = f"The last summary here was made {last.where} by the {last.engine} engine"
-            if last.measurement:
-                made += f" (measurement {last.measurement[:16]}…)"
-            lines.append(made + ".")
+            # ``where`` already names the measurement (and dev attestation) when there is one.
+            lines.append(f"The last summary here was made by the {last.engine} engine "
+                         f"{last.where}.")
         return [self._reply(cmd, "\n".join(lines))]
 
     async def _privacy(self, cmd: CommandReceived, platform: Platform) -> list[Outcome]:
@@ -330,7 +329,7 @@ class Hushbrief:
             "Messages are read from the chat's history only when someone asks for a summary."
             if isinstance(platform, HistorySource) else
             "Messages of members who opted in stay in memory only, for at most "
-            f"{format_duration(policy.buffer_ttl)}, and are lost when I restart."
+            f"{_span_words(policy.buffer_ttl)}, and are lost when I restart."
         )
         where = {
             Processing.LOCAL: "Summaries of this chat are made on this bot's own host; "
