@@ -17,23 +17,13 @@ import uvicorn
 
 from hushbrief.backend.gateway import create_app
 from hushbrief.backend.settings import BackendSettings
+from hushbrief.listen import parse_listen
 
 __all__ = ["build_server", "parse_listen", "run", "serve"]
 
 GRACEFUL_SHUTDOWN = 10
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """``"127.0.0.1:8443"`` → ``("127.0.0.1", 8443)``; ``"[::1]:8443"`` → ``("::1", 8443)``.
-
-    Raises ValueError (with a one-line message for the CLI) for anything else.
-    """
-    host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT (e.g. 127.0.0.1:8443 or [::1]:8443), got {value!r}")
-    return host, int(port)
 
 
 def build_server(

@@ -23,6 +23,7 @@ from hushbrief.bot.policy import (
     PolicyValueError,
     Processing,
 )
+from hushbrief.listen import parse_listen
 from hushbrief.tomlconfig import (
     Check,
     ConfigError,
@@ -206,9 +207,10 @@ def _inviters(v: Any) -> tuple[str, ...]:
 
 
 def _listen(v: Any) -> str:
-    host, sep, port = string(v).rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError('"HOST:PORT", such as "127.0.0.1:8443"')
+    try:
+        parse_listen(string(v))
+    except ValueError:
+        raise ValueError('"HOST:PORT", such as "127.0.0.1:8443" or "[::1]:8443"') from None
     return str(v)
 
 

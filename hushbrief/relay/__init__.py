@@ -4,15 +4,16 @@ It sees the bot's address, ciphertext, sizes and timing — never plaintext or k
 construction it cannot decrypt: an import contract keeps ``hushbrief.ohttp``, ``pyhpke``,
 ``cryptography``, the bot and the backend out of this package.
 
-Modules: ``settings`` (configuration, ``parse_listen``), ``app`` (the ASGI application and
+Modules: ``settings`` (configuration), ``app`` (the ASGI application and
 its routes), ``upstream`` (the one exchange with the gateway), ``metrics`` (counts, sizes,
 latencies), ``server`` (uvicorn, with the access log off), ``errors`` (the exception tree).
 """
 
+from hushbrief.listen import parse_listen
 from hushbrief.relay.app import RelayApp, create_app
 from hushbrief.relay.errors import RelayError, SettingsError
 from hushbrief.relay.server import build_server, run, serve
-from hushbrief.relay.settings import RelaySettings, parse_listen
+from hushbrief.relay.settings import RelaySettings
 
 __all__ = [
     "RelayApp",

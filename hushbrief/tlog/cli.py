@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hushbrief.evidence.bundle import Platform, ReleaseRecord
+from hushbrief.listen import parse_listen
 from hushbrief.tlog.merkle import ProofError
 from hushbrief.tlog.note import NoteError
 from hushbrief.tlog.store import PUB_FILE, LogError, init, open_log
@@ -41,15 +42,10 @@ def _size(value: str) -> int:
 
 
 def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        sep = ""  # an IPv6 address without brackets: ambiguous
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(
-            f"expected HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), got {value!r}")
-    return host, int(port)
+    try:
+        return parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_log_commands(

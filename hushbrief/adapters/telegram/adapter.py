@@ -98,6 +98,7 @@ from hushbrief.bot.events import (
     Reply,
     ReplyKind,
 )
+from hushbrief.listen import parse_listen
 
 log = logging.getLogger("hushbrief.telegram")
 
@@ -283,13 +284,14 @@ class TelegramAdapter:
         if not cfg.webhook_url or not cfg.webhook_secret:
             raise TelegramStartError('[telegram] mode = "webhook" needs webhook_url and '
                                      "webhook_secret")
-        host, _, port = cfg.webhook_listen.rpartition(":")
-        if not host or not port.isdigit():
-            raise TelegramStartError('[telegram] webhook_listen must look like "127.0.0.1:8443"')
+        try:
+            host, port = parse_listen(cfg.webhook_listen)
+        except ValueError as exc:
+            raise TelegramStartError(f"[telegram] webhook_listen: {exc}") from None
         # The local server answers on the public URL's path, which is what a reverse
         # proxy in front of it usually forwards unchanged.
         path = urlsplit(cfg.webhook_url).path.lstrip("/")
-        return host.strip("[]"), int(port), path
+        return host, port, path
 
     async def _connect(self, app: _App) -> None:
         try:
