@@ -18,6 +18,17 @@ from typing import Any
 import uvicorn
 
 
+def bind_free_port(host: str) -> socket.socket:
+    """A TCP socket bound to a port the kernel picks on ``host``, ready for uvicorn."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off only on sockets that
+    # say they are TCP, and with Nagle on, every chunked response stalls on the peer's
+    # delayed ACK (40 ms on Linux).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind((host, 0))
+    return sock
+
+
 class _QuietServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to the program around it."""
 
@@ -29,12 +40,7 @@ class _QuietServer(uvicorn.Server):
 @asynccontextmanager
 async def serve_on_loopback(app: Any, *, name: str = "service") -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1:<free port>; yields its base URL, stops it on exit."""
-    # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off only on sockets that
-    # say they are TCP, and with Nagle on, every chunked response stalls on the peer's
-    # delayed ACK (40 ms on Linux).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_free_port("127.0.0.1")
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False,
                             date_header=False, lifespan="auto")

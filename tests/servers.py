@@ -8,8 +8,8 @@
 * ``serve(app, **uvicorn_options)`` — a context manager; the server runs in a background
   thread with its own event loop, so it works from sync and async tests alike, and a
   test's own event loop can block or sleep without stalling the server.
-* ``serve_async(app, **uvicorn_options)`` — the same as an async context manager, with the
-  server as a task on the caller's event loop (cheaper; the app shares the test's loop).
+* For a server on the test's own event loop, use ``hushbrief.loopback.serve_on_loopback``
+  (what the demo uses).
 * ``serve_server(server)`` — runs a ``uvicorn.Server`` you configured yourself (e.g. the
   relay's production ``build_server(...)``), ignoring its port.
 
@@ -24,15 +24,15 @@ lifespan shutdown, and is joined.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+
+from hushbrief.loopback import bind_free_port
 
 _DEFAULTS: dict[str, Any] = {
     "access_log": False,
@@ -92,31 +92,6 @@ def serve_server(server: uvicorn.Server, *, startup_timeout: float = 10.0) -> It
         sock.close()
 
 
-@contextlib.asynccontextmanager
-async def serve_async(app: Any, *, host: str = "127.0.0.1",
-                      **uvicorn_options: Any) -> AsyncIterator[str]:
-    """Run ``app`` in a uvicorn server on the current event loop; yield its base URL."""
-    config = uvicorn.Config(app, host=host, port=0, **{**_DEFAULTS, **uvicorn_options})
-    server = uvicorn.Server(config)
-    sock = _bind(host)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()  # re-raise the startup failure
-                raise RuntimeError("the test server stopped during startup")
-            await asyncio.sleep(0.005)
-        yield base_url(host, sock.getsockname()[1])
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
-def _bind(host: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio disables Nagle's algorithm only on sockets whose
-    # proto says TCP; otherwise every chunked response waits out a delayed ACK (40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind((host, 0))
-    return sock
+_bind = bind_free_port

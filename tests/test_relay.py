@@ -28,6 +28,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from hushbrief.loopback import serve_on_loopback
 from hushbrief.relay import (
     RelaySettings,
     SettingsError,
@@ -35,7 +36,7 @@ from hushbrief.relay import (
     create_app,
     parse_listen,
 )
-from tests.servers import free_port, serve, serve_async, serve_server
+from tests.servers import free_port, serve, serve_server
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY_PATH = "/.well-known/ohttp-gateway"
@@ -780,8 +781,8 @@ def test_server_configuration_keeps_client_addresses_out() -> None:
 
 async def test_the_app_also_runs_on_the_tests_own_event_loop(
         gateway_url: str, gateway: StandInGateway) -> None:
-    # serve_async: the relay (and its lifespan) on this loop, for in-process pairs.
-    async with serve_async(create_app(RelaySettings(gateway_url))) as url, \
+    # The relay (and its lifespan) on this loop, as the demo runs it.
+    async with serve_on_loopback(create_app(RelaySettings(gateway_url))) as url, \
             httpx.AsyncClient(base_url=url, trust_env=False) as c:
         r = await c.get(GATEWAY_PATH)
     assert (r.status_code, r.content) == (200, StandInGateway.KEYS)
