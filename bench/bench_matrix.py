@@ -40,6 +40,7 @@ if __package__ in (None, ""):
 
 import nio
 
+from bench.bench_window import WORDS
 from hushbrief.adapters.matrix import FetchStats, MatrixAdapter
 from hushbrief.bot.app import open_bot
 from hushbrief.bot.config import Config, MatrixConfig, ProcessingConfig, StorageConfig
@@ -47,12 +48,6 @@ from hushbrief.bot.events import ChatRef, CommandReceived, Member
 from hushbrief.bot.policy import Policy, Processing
 from tests.synapse import SynapseServer, ensure_synapse, sync_once
 
-WORDS = (
-    "release friday changelog deploy review merge branch tests flaky runner budget venue "
-    "lunch meeting tomorrow agenda notes bug fix ticket customer invoice design logo colour "
-    "ok thanks sure great maybe later tonight morning weekend office printer coffee migration "
-    "schema database backup server certificate expired renew password rotate key token"
-).split()
 MEGOLM = "m.megolm.v1.aes-sha2"
 SYNC_FILTER = {"room": {"timeline": {"limit": 100}}}
 

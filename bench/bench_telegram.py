@@ -35,19 +35,13 @@ if __package__ in (None, ""):
     # Run as a script: the repository root holds both hushbrief/ and tests/.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_window import WORDS
 from hushbrief.adapters.telegram import TelegramAdapter
 from hushbrief.bot.app import open_bot
 from hushbrief.bot.config import Config, TelegramConfig
 from hushbrief.bot.events import ChatMessage, ChatRef, CommandReceived, Member
 from hushbrief.bot.policy import Processing
 from tests.fake_telegram import Chat, FakeTelegram, User
-
-WORDS = (
-    "release friday changelog deploy review merge branch tests flaky runner budget venue "
-    "lunch meeting tomorrow agenda notes bug fix ticket customer invoice design logo colour "
-    "ok thanks sure great maybe later tonight morning weekend office printer coffee migration "
-    "schema database backup server certificate expired renew password rotate key token"
-).split()
 
 
 def texts(n: int, seed: int = 7) -> list[str]:
