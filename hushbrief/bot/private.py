@@ -219,8 +219,8 @@ class OHTTPTransport(httpx.AsyncBaseTransport):
     async def _send(self, inner: BinaryRequest, *, retry_on_key_error: bool) -> httpx.Response:
         key = await self._keys.current()
         plain = encode_request(inner)
-        padding = padded_length(len(plain), self._buckets) - len(plain)
-        encoded = encode_request(inner, padding=padding)
+        # Padding is trailing zero bytes (RFC 9292 §3.8): append them, don't re-encode.
+        encoded = plain.ljust(padded_length(len(plain), self._buckets), b"\0")
         try:
             enc_request, context = encapsulate_request(
                 key.config, key.suite, encoded, ephemeral_ikm=self._random(32))
