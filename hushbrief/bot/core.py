@@ -117,8 +117,7 @@ class LastSummary:
 
     engine: str
     where: str
-    measurement: str | None
-    at: float
+    """Says the measurement and dev attestation when there are any."""
 
 
 class Hushbrief:
@@ -525,7 +524,7 @@ class Hushbrief:
         log.info("summarize done messages=%d left_out=%d engine=%s processing=%s ms=%.1f chat=%s",
                  len(selected.messages), selected.left_out, result.engine, policy.processing,
                  elapsed * 1000, self._tag(chat))
-        self._last[_key(chat)] = LastSummary(result.engine, result.where, result.measurement, now)
+        self._last[_key(chat)] = LastSummary(result.engine, result.where)
         text = self._format_summary(request, selected, result, restore(result.text, pseudo.names))
         if request.private:
             return [
