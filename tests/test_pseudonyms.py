@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hushbrief.bot.pseudonyms import Speaker, pseudonymize, redact, restore
+from hushbrief.bot.pseudonyms import Person, Speaker, pseudonymize, redact, restore, without
 
 
 def sp(user: str, name: str, text: str, ts: float = 0.0, handle: str | None = None,
@@ -91,3 +91,73 @@ def test_no_speaker_name_survives_pseudonymization(
             assert turn.text.startswith(turn.speaker + " says ")
     assert set(p.names.values()) >= {people[u] for u, _ in msgs} - {
         v for v in people.values() if list(people.values()).count(v) > 1}
+
+
+# --- every person reference, not only speakers (DESIGN.md §7, invariant 10) -----------------
+
+def test_members_who_never_spoke_are_pseudonymized_when_mentioned() -> None:
+    p = pseudonymize([sp("u1", "Alice", "ask Carol Jones, or @cjones, or carol")],
+                     people=[Person("u3", "Carol Jones", "cjones"), Person("u4", "Dan", None)])
+    assert p.turns[0].text == "ask P2, or P2, or P2"
+    assert p.names == {"P1": "Alice", "P2": "Carol Jones"}  # Dan was never mentioned
+
+
+def test_a_mention_spelled_differently_is_still_that_person() -> None:
+    # Telegram text_mention: "Bobby" links user 7 whose name is "Robert Tables".
+    p = pseudonymize([sp("u1", "Alice", "thanks Bobby!")],
+                     people=[Person("7", "Robert Tables", None, spelled=("Bobby",))])
+    assert p.turns[0].text == "thanks P2!"
+    assert restore(p.turns[0].text, p.names) == "thanks Robert Tables!"
+
+
+def test_username_only_mentions_become_pseudonyms() -> None:
+    p = pseudonymize([sp("u1", "Alice", "cc @someone_else please")],
+                     people=[Person("", handle="someone_else")])
+    assert p.turns[0].text == "cc P2 please"
+    assert p.names["P2"] == "@someone_else"
+
+
+@pytest.mark.parametrize("ref", [
+    "@zed:evil.example", "@zed:evil.example:8448", "https://matrix.to/#/@zed:evil.example",
+    "https://matrix.to/#/%40zed%3Aevil.example?via=x.org", "matrix:u/zed:evil.example",
+    "@zed:[2001:db8::1]",
+])
+def test_matrix_ids_never_pass_server_part_included(ref: str) -> None:
+    p = pseudonymize([sp("@a:hs.example", "Alice", f"ping {ref} now")])
+    assert p.turns[0].text == "ping P2 now"
+    assert "evil" not in p.turns[0].text and "zed" not in p.turns[0].text
+    assert restore("P2 agreed", p.names).endswith("agreed")
+
+
+def test_known_matrix_ids_restore_to_the_display_name() -> None:
+    p = pseudonymize([sp("@a:hs.example", "Alice", "hi @bob:hs.example and bob")],
+                     people=[Person("@bob:hs.example", "Bob Builder")])
+    assert p.turns[0].text == "hi P2 and P2"  # the localpart is an alias too
+    assert p.names["P2"] == "Bob Builder"
+
+
+def test_a_literal_pseudonym_typed_by_a_member_stays_literal() -> None:
+    p = pseudonymize([sp("u1", "Alice", "P1 bug: the P2 queue is stuck"),
+                      sp("u2", "Bob", "P1 fixed by Alice")])
+    seen = " ".join(t.text for t in p.turns)
+    # The engine sees pseudonyms only: "P1" typed above is not the speaker P1.
+    assert p.turns[0].text.split()[0] != "P1" and "P1 fixed" not in seen
+    back = [restore(t.text, p.names) for t in p.turns]
+    assert back == ["P1 bug: the P2 queue is stuck", "P1 fixed by Alice"]
+    assert restore("P1 and P2 spoke", p.names) == "Alice and Bob spoke"
+
+
+def test_common_words_that_are_names_match_only_as_spelled() -> None:
+    p = pseudonymize([sp("u1", "Alice", "I will ask Will")],
+                     people=[Person("u2", "Will", None)])
+    assert p.turns[0].text == "I will ask P2"
+
+
+def test_without_drops_turns_and_renumbers_replies() -> None:
+    p = pseudonymize([sp("a", "A", "q", mid="1"), sp("b", "B", "x", mid="2"),
+                      sp("a", "A", "r", mid="3", reply_to="1"),
+                      sp("a", "A", "s", mid="4", reply_to="2")])
+    kept = without(p, {"b"})
+    assert [t.text for t in kept.turns] == ["q", "r", "s"]
+    assert [t.reply_to for t in kept.turns] == [None, 0, None]
+    assert kept.authors == ["a", "a", "a"]
